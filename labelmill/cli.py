@@ -1,0 +1,103 @@
+"""The ``labelmill`` command line.
+
+    labelmill label CONFIG [--set key=value ...]     run the teacher labeling job
+    labelmill models prepare NAME [--force]          build a bundled model locally (no network)
+    labelmill models list                            the models `prepare` knows
+
+Each job command loads its YAML config once, applies ``--set`` overrides, validates, and passes
+sub-configs down. Later stages (aggregate, distill, evaluate, predict, serve, campaign, run)
+slot in as further subcommands over the same config tree.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from labelmill.config import ConfigError, load_config
+
+if TYPE_CHECKING:
+    from pipelines.label import LabelJobSummary
+
+
+def _add_config_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("config", help="path of the job's YAML config")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config value by dotted path, e.g. --set corpus.limit=50 "
+        "--set teachers.0.mode=score (repeatable)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with every subcommand."""
+    parser = argparse.ArgumentParser(prog="labelmill", description=__doc__.split("\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    label = commands.add_parser("label", help="run the teacher labeling job")
+    _add_config_args(label)
+
+    models = commands.add_parser("models", help="prepare bundled models")
+    model_commands = models.add_subparsers(dest="models_command", required=True)
+    prepare = model_commands.add_parser("prepare", help="build a bundled model locally")
+    prepare.add_argument("name", help="model name (see `labelmill models list`)")
+    prepare.add_argument("--force", action="store_true", help="rebuild even if present")
+    model_commands.add_parser("list", help="list the models `prepare` knows")
+    return parser
+
+
+def _print_label_summary(summary: LabelJobSummary) -> None:
+    print(f"output: {summary.output_uri}  (taxonomy {summary.taxonomy_version})")
+    header = (
+        f"{'teacher':<16}{'mode':<7}{'rows in':>8}{'resumed':>9}{'labeled':>9}{'errors':>8}"
+        f"{'trunc':>7}{'tokens in':>11}{'tokens out':>11}{'docs/s':>8}{'cost':>9}"
+    )
+    print(header)
+    for t in summary.teachers:
+        print(
+            f"{t.teacher:<16}{t.mode:<7}{t.rows_in:>8}{t.rows_resumed:>9}{t.rows_labeled:>9}"
+            f"{t.rows_with_errors:>8}{t.rows_truncated:>7}{t.prompt_tokens:>11}"
+            f"{t.output_tokens:>11}{t.docs_per_s:>8.2f}{t.cost:>9.4f}"
+        )
+        print(f"  votes: {t.output}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``labelmill`` console script; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "models":
+            from labelmill.models import model_builders, prepare_model
+
+            if args.models_command == "list":
+                for name in sorted(model_builders()):
+                    print(name)
+                return 0
+            print(prepare_model(args.name, force=args.force))
+            return 0
+        config = load_config(args.config, args.overrides)
+        if args.command == "label":
+            from pipelines.label import run_label_job
+
+            _print_label_summary(run_label_job(config))
+            return 0
+    except ConfigError as error:
+        print(f"labelmill: {error}", file=sys.stderr)
+        return 2
+    except ValueError as error:
+        print(f"labelmill: {error}", file=sys.stderr)
+        return 2
+    except RuntimeError as error:  # LabelJobError and other job-fatal failures
+        print(f"labelmill: {error}", file=sys.stderr)
+        return 1
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,339 @@
+"""The one validated configuration tree of a labelmill job.
+
+A job is described by one YAML file, loaded once at the entry point with :func:`load_config`
+(optionally with ``--set key=value`` overrides) and validated into :class:`LabelmillConfig`.
+Sub-configs are passed down as values; nothing else in labelmill reads configuration.
+Every model forbids unknown keys, so a typo fails with the field's dotted path in the message.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:+\-/]*$")
+
+
+class StrictModel(BaseModel):
+    """Base for every config model: unknown keys are errors, values are immutable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class CorpusConfig(StrictModel):
+    """Where the unlabeled documents are and how to read them."""
+
+    uri: str = Field(
+        description="fsspec URI of a file or directory (local path, memory://, s3://, gs://, ...)."
+    )
+    format: Literal["parquet", "jsonl", "csv"] | None = Field(
+        default=None, description="File format; inferred from the URI's extension when omitted."
+    )
+    id_column: str | None = Field(
+        default="id",
+        description="Column holding a stable document id; null (or a missing value) means the id "
+        "is a content hash of the text.",
+    )
+    text_column: str = Field(default="text", description="Column holding the document text.")
+    gold_column: str | None = Field(
+        default=None, description="Optional column with gold labels (a list of label names)."
+    )
+    limit: int | None = Field(
+        default=None, gt=0, description="Read at most this many documents (for trials)."
+    )
+
+    @model_validator(mode="after")
+    def _format_known(self) -> CorpusConfig:
+        if self.format is None and infer_format(self.uri) is None:
+            raise ValueError(
+                f"cannot infer the corpus format from uri {self.uri!r}: set corpus.format to "
+                "parquet, jsonl or csv"
+            )
+        return self
+
+    @property
+    def resolved_format(self) -> str:
+        """The configured format, or the one inferred from the URI."""
+        return self.format or infer_format(self.uri) or ""
+
+
+def infer_format(uri: str) -> str | None:
+    """Map a URI's extension to a corpus format; ``None`` when it has no known extension."""
+    lowered = uri.lower().rstrip("/")
+    for suffix, fmt in ((".parquet", "parquet"), (".jsonl", "jsonl"), (".json", "jsonl")):
+        if lowered.endswith(suffix):
+            return fmt
+    if lowered.endswith(".csv"):
+        return "csv"
+    return None
+
+
+class LabelConfig(StrictModel):
+    """One label of the closed taxonomy."""
+
+    name: str = Field(description="Label name as it appears in outputs, e.g. 'use::editing'.")
+    description: str = Field(
+        min_length=1, description="One-line meaning of the label, shown to teachers."
+    )
+
+    @field_validator("name")
+    @classmethod
+    def _name_ok(cls, value: str) -> str:
+        if not _NAME_RE.match(value):
+            raise ValueError(
+                f"label name {value!r} must start with a letter or digit and contain only "
+                "letters, digits and _ . : + - /"
+            )
+        return value
+
+
+class TaxonomyConfig(StrictModel):
+    """The closed label set; its version is a content hash of the labels."""
+
+    labels: list[LabelConfig] = Field(min_length=1, description="The labels, in output order.")
+
+    @field_validator("labels")
+    @classmethod
+    def _unique(cls, labels: list[LabelConfig]) -> list[LabelConfig]:
+        names = [label.name for label in labels]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"duplicate label names: {duplicates}")
+        return labels
+
+
+class FewShotExample(StrictModel):
+    """A worked example shown to a teacher before the document."""
+
+    text: str = Field(min_length=1, description="Example document text.")
+    labels: list[str] = Field(description="The example's labels (names from the taxonomy).")
+
+
+class PromptConfig(StrictModel):
+    """How a teacher is asked; any change here changes the prompt hash."""
+
+    instructions: str = Field(
+        default=(
+            "You label documents with a closed set of labels. A label applies only if the "
+            "document clearly supports it. Several labels may apply, or none."
+        ),
+        description="System instructions, placed first so that they are a shared cached prefix.",
+    )
+    few_shot: list[FewShotExample] = Field(
+        default_factory=list, description="Optional worked examples shown before the document."
+    )
+    set_question: str = Field(
+        default="Which labels apply to this document? Answer with a JSON array of label names.",
+        description="Question asked after the document in `set` mode.",
+    )
+    score_question: str = Field(
+        default='Does the label "{label}" apply to this document? Answer yes or no.',
+        description="Question asked after the document in `score` mode; {label} and "
+        "{description} are filled in per label.",
+    )
+
+
+class TeacherConfig(StrictModel):
+    """One teacher LLM: how it is served, asked and priced."""
+
+    name: str = Field(description="Unique teacher name used in outputs and lineage.")
+    kind: Literal["vllm", "openai"] = Field(
+        description="`vllm`: in-process vLLM engines on a Ray actor pool; `openai`: an "
+        "OpenAI-compatible HTTP endpoint (e.g. `vllm serve`)."
+    )
+    model: str = Field(
+        description="Model path or hub-style id for `vllm` (a local path here), or the served "
+        "model name for `openai`."
+    )
+    tokenizer: str | None = Field(
+        default=None,
+        description="Local tokenizer path used for truncation (and yes/no token ids for `vllm`); "
+        "defaults to `model` for `vllm`; for `openai` without one, text is cut by characters.",
+    )
+    base_url: str | None = Field(
+        default=None,
+        description="`openai` only: base URL of the endpoint, e.g. http://host:8000/v1.",
+    )
+    api_key_env: str | None = Field(
+        default=None, description="`openai` only: environment variable holding the API key."
+    )
+    mode: Literal["set", "score"] = Field(
+        default="set",
+        description="`set`: one grammar-constrained JSON array of labels per document; `score`: "
+        "one yes/no question per label with logprobs, giving P(label).",
+    )
+    prompt: PromptConfig = Field(default_factory=PromptConfig, description="Prompt settings.")
+    max_model_len: int = Field(
+        default=2048, ge=256, description="Context length; longer documents are truncated."
+    )
+    max_output_tokens: int = Field(
+        default=128, ge=8, description="`set` mode: output token cap (a longer answer is an error)."
+    )
+    temperature: float = Field(default=0.0, ge=0.0, le=2.0, description="Sampling temperature.")
+    engine_kwargs: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Extra vLLM engine arguments (e.g. dtype, gpu_memory_utilization).",
+    )
+    accelerator: Literal["cpu", "gpu"] = Field(
+        default="gpu", description="Run each engine replica on a GPU or on CPU."
+    )
+    concurrency: int = Field(
+        default=1, ge=1, description="Engine replicas (actors) or HTTP workers."
+    )
+    batch_size: int = Field(default=16, ge=1, description="Rows per batch sent to a replica.")
+    cpus_per_replica: float = Field(
+        default=1.0, gt=0, description="CPUs reserved per engine replica when accelerator=cpu."
+    )
+    cpu_kvcache_gb: int = Field(
+        default=1, ge=1, description="accelerator=cpu: KV cache size (VLLM_CPU_KVCACHE_SPACE)."
+    )
+    max_retries: int = Field(default=3, ge=0, description="`openai` only: retries per request.")
+    retry_base_wait_s: float = Field(
+        default=1.0, gt=0, description="`openai` only: first backoff wait, doubled per retry."
+    )
+    qps: float | None = Field(
+        default=None, gt=0, description="`openai` only: request rate cap per worker."
+    )
+    price_per_1k_input: float = Field(default=0.0, ge=0, description="Money per 1k prompt tokens.")
+    price_per_1k_output: float = Field(default=0.0, ge=0, description="Money per 1k output tokens.")
+
+    @field_validator("name")
+    @classmethod
+    def _name_ok(cls, value: str) -> str:
+        if not _NAME_RE.match(value):
+            raise ValueError(f"teacher name {value!r} must be a simple identifier")
+        return value
+
+    @model_validator(mode="after")
+    def _kind_fields(self) -> TeacherConfig:
+        if self.kind == "openai" and not self.base_url:
+            raise ValueError(f"teacher {self.name!r}: kind 'openai' needs base_url")
+        if self.kind == "vllm" and (self.base_url or self.api_key_env):
+            raise ValueError(f"teacher {self.name!r}: base_url/api_key_env are for kind 'openai'")
+        return self
+
+
+class RayConfig(StrictModel):
+    """Which Ray cluster to run on."""
+
+    address: str | None = Field(
+        default=None,
+        description="Ray address ('auto', 'ray://host:10001'); null starts an embedded local Ray.",
+    )
+    num_cpus: int | None = Field(
+        default=None,
+        ge=1,
+        description="Logical CPUs of the embedded local Ray (null: max(cores, 4): engine replicas "
+        "hold whole CPUs and some Ray Data internal tasks ask for one each, so a 2-core machine "
+        "needs headroom to avoid a scheduling deadlock).",
+    )
+    object_store_memory_gb: float | None = Field(
+        default=None, gt=0, description="Object store size of the embedded local Ray."
+    )
+    light_stage_cpus: float = Field(
+        default=0.25,
+        gt=0,
+        le=16,
+        description="CPUs reserved by each light task (reading, prompt building, parsing, "
+        "writing). Kept fractional so they run beside engine replicas that hold whole CPUs.",
+    )
+
+
+class LabelmillConfig(StrictModel):
+    """The root of a labelmill job configuration."""
+
+    corpus: CorpusConfig = Field(description="The input documents.")
+    taxonomy: TaxonomyConfig = Field(description="The closed label set.")
+    teachers: list[TeacherConfig] = Field(min_length=1, description="Teachers to run.")
+    output_uri: str = Field(description="fsspec URI of the run directory for all outputs.")
+    ray: RayConfig = Field(default_factory=RayConfig, description="Ray cluster settings.")
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> LabelmillConfig:
+        names = [t.name for t in self.teachers]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"duplicate teacher names: {duplicates}")
+        known = {label.name for label in self.taxonomy.labels}
+        for teacher in self.teachers:
+            for example in teacher.prompt.few_shot:
+                unknown = sorted(set(example.labels) - known)
+                if unknown:
+                    raise ValueError(
+                        f"teacher {teacher.name!r}: few-shot labels {unknown} are not in the "
+                        "taxonomy"
+                    )
+        return self
+
+
+class ConfigError(ValueError):
+    """A configuration file or override that does not validate."""
+
+
+def apply_override(tree: dict[str, Any], assignment: str) -> None:
+    """Apply one ``dotted.key=value`` override in place; list items are addressed by index.
+
+    The value is parsed as a YAML scalar/flow value, so ``limit=10`` is an int and
+    ``teachers.0.mode=score`` a string.
+    """
+    if "=" not in assignment:
+        raise ConfigError(f"override {assignment!r} is not of the form key=value")
+    path, raw_value = assignment.split("=", 1)
+    keys = path.strip().split(".")
+    if not all(keys):
+        raise ConfigError(f"override {assignment!r} has an empty key")
+    value = yaml.safe_load(raw_value) if raw_value.strip() else ""
+    node: Any = tree
+    for depth, key in enumerate(keys):
+        last = depth == len(keys) - 1
+        if isinstance(node, list):
+            if not key.isdigit() or int(key) >= len(node):
+                raise ConfigError(f"override {assignment!r}: no list item {key!r}")
+            if last:
+                node[int(key)] = value
+            else:
+                node = node[int(key)]
+        elif isinstance(node, dict):
+            if last:
+                node[key] = value
+            else:
+                node = node.setdefault(key, {})
+        else:
+            raise ConfigError(f"override {assignment!r}: {'.'.join(keys[:depth])} is a scalar")
+
+
+def format_validation_error(error: ValidationError) -> str:
+    """One line per problem, each naming the dotted field path."""
+    lines = []
+    for item in error.errors():
+        where = ".".join(str(part) for part in item["loc"]) or "(root)"
+        lines.append(f"  {where}: {item['msg']} (got {item.get('input')!r})")
+    return "invalid configuration:\n" + "\n".join(lines)
+
+
+def parse_config(tree: dict[str, Any], overrides: list[str] | None = None) -> LabelmillConfig:
+    """Validate a raw config tree (with overrides applied) into a :class:`LabelmillConfig`."""
+    if not isinstance(tree, dict):
+        raise ConfigError(f"a config must be a mapping at the top level, got {type(tree).__name__}")
+    for assignment in overrides or []:
+        apply_override(tree, assignment)
+    try:
+        return LabelmillConfig.model_validate(tree)
+    except ValidationError as error:
+        raise ConfigError(format_validation_error(error)) from None
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None) -> LabelmillConfig:
+    """Load and validate a YAML config file; relative local paths in it stay as written."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {str(path)!r} does not exist")
+    try:
+        tree = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as error:
+        raise ConfigError(f"config file {str(path)!r} is not valid YAML: {error}") from None
+    return parse_config(tree if tree is not None else {}, overrides)

@@ -1,0 +1,1 @@
+"""Ray Data jobs: thin edges around the pure `labelmill` core."""

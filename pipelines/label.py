@@ -1,0 +1,158 @@
+"""The teacher labeling job: every configured teacher over the corpus, resumable.
+
+For each teacher: read the corpus, drop the ids already written with the same prompt hash and
+taxonomy version (resume), run the teacher stages, write atomic Parquet parts, and check that
+rows out == rows in. Engine-fatal failures (a teacher that cannot start, an endpoint that stays
+down past its retries) stop the job with :class:`LabelJobError`.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import fsspec
+
+from labelmill.config import LabelmillConfig, TeacherConfig
+from labelmill.models import resolve_model
+from labelmill.requests import TeacherPlan
+from labelmill.taxonomy import Taxonomy
+from pipelines.corpus import read_corpus
+from pipelines.runtime import ray_session
+from pipelines.teachers import teacher_votes
+from pipelines.votes_io import done_ids, drop_done, votes_dir, write_vote_part
+
+
+class LabelJobError(RuntimeError):
+    """A teacher failed as a whole (engine could not run, endpoint down, rows lost)."""
+
+
+@dataclass
+class TeacherRunStats:
+    """What one teacher did in one run."""
+
+    teacher: str
+    mode: str
+    rows_in: int
+    rows_resumed: int
+    rows_labeled: int = 0
+    rows_with_errors: int = 0
+    rows_truncated: int = 0
+    prompt_tokens: int = 0
+    output_tokens: int = 0
+    seconds: float = 0.0
+    cost: float = 0.0
+    output: str = ""
+
+    @property
+    def docs_per_s(self) -> float:
+        """Documents labeled per second of this teacher's run (engine start included)."""
+        return self.rows_labeled / self.seconds if self.seconds > 0 else 0.0
+
+
+@dataclass
+class LabelJobSummary:
+    """The whole job: one entry per teacher."""
+
+    output_uri: str
+    taxonomy_version: str
+    teachers: list[TeacherRunStats] = field(default_factory=list)
+
+    def to_json(self) -> str:
+        """The summary as JSON (docs_per_s included)."""
+        payload = asdict(self)
+        for stats, entry in zip(self.teachers, payload["teachers"], strict=True):
+            entry["docs_per_s"] = round(stats.docs_per_s, 3)
+        return json.dumps(payload, indent=2)
+
+
+def make_plan(teacher: TeacherConfig, taxonomy: Taxonomy) -> TeacherPlan:
+    """Resolve a teacher's model (a bundled name is prepared once) and check it is there."""
+    if teacher.kind == "openai":
+        return TeacherPlan(teacher=teacher, taxonomy=taxonomy, model_path=teacher.model)
+    path = resolve_model(teacher.model)
+    if "://" not in path and not (Path(path) / "config.json").is_file():
+        raise LabelJobError(
+            f"teacher {teacher.name!r}: model {teacher.model!r} is not a local model directory "
+            "(no config.json); run `labelmill models prepare NAME` or give a local path"
+        )
+    return TeacherPlan(teacher=teacher, taxonomy=taxonomy, model_path=path)
+
+
+def _run_teacher(config: LabelmillConfig, plan: TeacherPlan) -> TeacherRunStats:
+    teacher = plan.teacher
+    cpus = config.ray.light_stage_cpus
+    corpus = read_corpus(config.corpus, cpus)
+    rows_in = corpus.count()
+    done = done_ids(config.output_uri, teacher.name, plan.prompt_hash, plan.taxonomy.version)
+    todo = corpus.map_batches(
+        drop_done, fn_kwargs={"done": done}, batch_format="pyarrow", num_cpus=cpus
+    )
+    stats = TeacherRunStats(
+        teacher=teacher.name,
+        mode=teacher.mode,
+        rows_in=rows_in,
+        rows_resumed=0,
+        output=votes_dir(config.output_uri, teacher.name),
+    )
+    started = time.perf_counter()
+    remaining = todo.count() if len(done) else rows_in
+    stats.rows_resumed = rows_in - remaining
+    if remaining > 0:
+        summaries = teacher_votes(todo, plan, cpus).map_batches(
+            write_vote_part,
+            fn_kwargs={"output_uri": config.output_uri, "teacher": teacher.name},
+            batch_format="pyarrow",
+            batch_size=256,
+            num_cpus=cpus,
+        )
+        try:
+            for part in summaries.iter_rows():
+                stats.rows_labeled += part["rows"]
+                stats.rows_with_errors += part["errors"]
+                stats.rows_truncated += part["truncated"]
+                stats.prompt_tokens += part["prompt_tokens"]
+                stats.output_tokens += part["output_tokens"]
+        except Exception as error:  # engine-fatal: re-raised with the teacher named
+            raise LabelJobError(
+                f"teacher {teacher.name!r} failed: {type(error).__name__}: {error}"
+            ) from error
+    stats.seconds = time.perf_counter() - started
+    stats.cost = (
+        stats.prompt_tokens * teacher.price_per_1k_input
+        + stats.output_tokens * teacher.price_per_1k_output
+    ) / 1000
+    written = done_ids(config.output_uri, teacher.name, plan.prompt_hash, plan.taxonomy.version)
+    corpus_ids = set(_ids(corpus))
+    missing = corpus_ids - set(written.to_pylist())
+    if missing:
+        raise LabelJobError(
+            f"teacher {teacher.name!r}: {len(missing)} of {rows_in} documents have no vote row "
+            f"(e.g. {sorted(missing)[:3]})"
+        )
+    return stats
+
+
+def _ids(corpus: Any) -> list[str]:
+    ids: list[str] = []
+    for batch in corpus.iter_batches(batch_format="pyarrow", batch_size=4096):
+        ids.extend(batch["id"].to_pylist())
+    return ids
+
+
+def run_label_job(config: LabelmillConfig) -> LabelJobSummary:
+    """Run every teacher of ``config`` over its corpus; return what each did."""
+    taxonomy = Taxonomy.from_config(config.taxonomy)
+    plans = [make_plan(teacher, taxonomy) for teacher in config.teachers]
+    summary = LabelJobSummary(output_uri=config.output_uri, taxonomy_version=taxonomy.version)
+    with ray_session(config.ray):
+        for plan in plans:
+            summary.teachers.append(_run_teacher(config, plan))
+    fs, path = fsspec.core.url_to_fs(config.output_uri)
+    fs.makedirs(path, exist_ok=True)
+    with fs.open(f"{path}/label_summary.json", "w") as handle:
+        handle.write(summary.to_json())
+    return summary

@@ -1,0 +1,37 @@
+"""Connecting to Ray: an existing cluster, or an embedded local one."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from labelmill.config import RayConfig
+
+
+@contextmanager
+def ray_session(config: RayConfig) -> Iterator[None]:
+    """Use the Ray already initialised in this process, or connect/start one for the block.
+
+    ``address: null`` starts an embedded local Ray (stopped on exit); an address connects to a
+    running cluster (``ray job submit`` sets RAY_ADDRESS, which ``auto`` picks up).
+    """
+    import ray
+
+    if ray.is_initialized():
+        yield
+        return
+    # Ray Data's progress bars are noise in a batch job's log.
+    os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "1")
+    kwargs: dict = {"ignore_reinit_error": True, "include_dashboard": False}
+    if config.address is not None:
+        kwargs["address"] = config.address
+    else:
+        kwargs["num_cpus"] = config.num_cpus or max(os.cpu_count() or 1, 4)
+        if config.object_store_memory_gb is not None:
+            kwargs["object_store_memory"] = int(config.object_store_memory_gb * 2**30)
+    ray.init(**kwargs)
+    try:
+        yield
+    finally:
+        ray.shutdown()

@@ -1,0 +1,1 @@
+"""Ray Serve app for the student classifier (later issue)."""
