@@ -85,6 +85,17 @@ def read_corpus(config: CorpusConfig, cpus: float = 1.0) -> Any:
             fn_kwargs={"uri": config.uri, "fmt": fmt},
             num_cpus=cpus,
         )
+    columns = set(ds.schema().names)
+    for field, column in (
+        ("text_column", config.text_column),
+        ("gold_column", config.gold_column),
+        ("id_column", None if config.id_column == "id" else config.id_column),
+    ):
+        if column is not None and column not in columns:
+            raise ValueError(
+                f"corpus.{field} {column!r} is not a column of {config.uri!r}; "
+                f"columns: {sorted(columns)}"
+            )
     if config.limit is not None:
         ds = ds.limit(config.limit)
     return ds.map_batches(

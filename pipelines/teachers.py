@@ -77,7 +77,13 @@ def _request_schema() -> pa.Schema:
 def vllm_engine_kwargs(plan: TeacherPlan) -> dict[str, Any]:
     """Engine arguments: prefix caching on, the context length, CPU-friendly defaults on CPU."""
     teacher = plan.teacher
-    kwargs: dict[str, Any] = {"enable_prefix_caching": True, "max_model_len": teacher.max_model_len}
+    # disable_log_stats: per-request metrics would be a struct column on good rows and null on
+    # failed ones, which Ray Data cannot concatenate into one block.
+    kwargs: dict[str, Any] = {
+        "enable_prefix_caching": True,
+        "max_model_len": teacher.max_model_len,
+        "disable_log_stats": True,
+    }
     if teacher.mode == "score":
         # Log-probabilities after the yes/no restriction, so P(yes) + P(no) = 1 per request.
         kwargs["logprobs_mode"] = "processed_logprobs"
