@@ -3,7 +3,8 @@
 Deterministic answers: a label applies when the last word of its name (``editing``, ``text``,
 ``audio``, ``server``) occurs in the document. `set` requests (response_format) get a JSON array;
 `score` requests (logprobs, max_tokens=1) get yes/no top log-probabilities (0.9 / 0.1). A document
-containing FLAKY fails once with 503 (to exercise retries); GARBAGE gets a non-JSON answer.
+containing FLAKY fails once with 503 per mode (to exercise retries); ``seen`` counts requests per
+(document line, mode); GARBAGE gets a non-JSON answer.
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ _LABEL_RE = re.compile(r"^- (\S+):", re.MULTILINE)
 
 
 def _document(content: str) -> str:
-    return content.split("Document:\n", 1)[-1]
+    """The document line of a prompt (test documents are one line; the question follows)."""
+    return content.split("Document:\n", 1)[-1].split("\n", 1)[0]
 
 
 def build_app(seen: Counter) -> FastAPI:
@@ -36,14 +38,15 @@ def build_app(seen: Counter) -> FastAPI:
         body: dict[str, Any] = await request.json()
         content = body["messages"][-1]["content"]
         doc = _document(content)
-        seen[doc[:40]] += 1
-        if "FLAKY" in doc and seen[doc[:40]] == 1:
+        key = doc + ("|score" if body.get("logprobs") else "|set")
+        seen[key] += 1
+        if "FLAKY" in doc and seen[key] == 1:
             return JSONResponse({"error": "busy"}, status_code=503)
         labels = _LABEL_RE.findall(content)
         usage = {"prompt_tokens": len(content.split()), "completion_tokens": 1}
         if body.get("logprobs"):
-            asked = re.search(r'Does the label "([^"]+)"', content).group(1)
-            p_yes = 0.9 if asked.rsplit(":", 1)[-1] in doc else 0.1
+            asked = re.search(r'Does the label "([^"]+)"', content)
+            p_yes = 0.9 if asked and asked.group(1).rsplit(":", 1)[-1] in doc else 0.1
             top = [
                 {"token": "yes", "logprob": math.log(p_yes)},
                 {"token": "no", "logprob": math.log(1 - p_yes)},
