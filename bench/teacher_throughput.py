@@ -1,6 +1,7 @@
 """Teacher throughput: raw vLLM in one process vs `labelmill label` on Ray Data, same work.
 
     python bench/teacher_throughput.py [--docs 500] [--score-docs 40] [--config configs/demo.yaml]
+                                       [--set teachers.0.batch_size=128 ...]
 
 Same documents (data/bench/debtags-500.parquet), same taxonomy, prompts, truncation and engine
 settings (taken from the config's first teacher, SmolLM2-135M-Instruct on CPU by default):
@@ -89,11 +90,12 @@ def main() -> None:
     parser.add_argument("--docs", type=int, default=500)
     parser.add_argument("--score-docs", type=int, default=40)
     parser.add_argument("--config", default=str(REPO / "configs" / "demo.yaml"))
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="K=V")
     args = parser.parse_args()
 
     from labelmill.config import load_config
 
-    config = load_config(args.config)
+    config = load_config(args.config, args.overrides)
     print(f"teacher: {config.teachers[0].model}  docs: {args.docs}  cores: {os.cpu_count()}")
 
     raw_total, raw_gen, raw_tokens = raw_vllm(config, args.docs)
@@ -112,6 +114,8 @@ def main() -> None:
         print(f"ratio (b)/(a), end to end: {raw_total / lm_total:.2f}")
 
         n = args.score_docs
+        if n <= 0:
+            return
         set_s, set_stats = labelmill_run(config, n, "set", f"{out}/set-small")
         score_s, score_stats = labelmill_run(config, n, "score", f"{out}/score-small")
         for name, seconds, st in (("set", set_s, set_stats), ("score", score_s, score_stats)):
