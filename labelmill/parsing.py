@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from labelmill.taxonomy import Taxonomy
+
+_QUOTED = re.compile(r'"([^"\\]*)"')
 
 
 @dataclass(frozen=True)
@@ -38,8 +41,8 @@ def parse_label_set(
 
     Valid names are kept in taxonomy order without duplicates; an empty array is a valid empty
     set. Errors: empty output, output cut at the token cap (``finish_reason == "length"``), text
-    that is not JSON, JSON that is not an array of strings, names not in the taxonomy (the known
-    names are still returned beside the error).
+    that is not JSON, JSON that is not an array of strings, names not in the taxonomy. Beside
+    the last error and a cut-short array, the complete known names are still returned.
     """
     if raw is None or not raw.strip():
         return ParsedLabels([], "empty model output")
@@ -48,7 +51,13 @@ def parse_label_set(
         value = json.loads(text)
     except json.JSONDecodeError as error:
         cut = " (output hit the token limit)" if finish_reason == "length" else ""
-        return ParsedLabels([], f"unparseable model output{cut}: {error.msg} at {error.pos}")
+        # Keep the complete names written before the cut (small models repeat labels until the
+        # token cap); the row still carries the error.
+        salvaged = (
+            set(_QUOTED.findall(text)) & set(taxonomy.names) if text.startswith("[") else set()
+        )
+        labels = [name for name in taxonomy.names if name in salvaged]
+        return ParsedLabels(labels, f"unparseable model output{cut}: {error.msg} at {error.pos}")
     if not isinstance(value, list):
         return ParsedLabels([], f"model output is a JSON {type(value).__name__}, not an array")
     if not all(isinstance(item, str) for item in value):

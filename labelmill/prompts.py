@@ -93,9 +93,15 @@ def compute_prompt_hash(mode: str, taxonomy: Taxonomy, prompt: PromptConfig) -> 
 
 
 def label_set_grammar(taxonomy: Taxonomy) -> str:
-    """GBNF grammar of a compact `set`-mode answer: ``[]`` or ``["a","b"]`` over taxonomy names.
+    """GBNF grammar of a `set`-mode answer: a JSON array of taxonomy names.
 
-    Stricter than the JSON schema: no whitespace, so a weak model cannot loop on blank tokens.
+    Stricter than the JSON schema: at most two whitespace characters between tokens. Models
+    like to open with a newline (forbidding it makes small ones answer ``[]`` every time), but
+    unbounded whitespace lets a weak model loop on blank tokens until the token cap.
     """
     alternatives = " | ".join(json.dumps(json.dumps(name)) for name in taxonomy.names)
-    return f'root ::= "[" ( label ( "," label )* )? "]"\nlabel ::= {alternatives}\n'
+    return (
+        'root ::= "[" ws ( label ws ( "," ws label ws )* )? "]"\n'
+        "ws ::= [ \\n]? [ \\n]?\n"
+        f"label ::= {alternatives}\n"
+    )

@@ -23,7 +23,8 @@ TAX = Taxonomy.from_config(
         ("[]", [], None),
         ('```json\n["b"]\n```', ["b"], None),
         ('["a","zz"]', ["a"], r"labels not in the taxonomy: \['zz'\]"),
-        ('["a",', [], r"unparseable model output"),
+        ('["a",', ["a"], r"unparseable model output"),
+        ('no json here "a"', [], r"unparseable model output"),
         ("", [], r"empty model output"),
         (None, [], r"empty model output"),
         ('{"a": 1}', [], r"JSON dict, not an array"),
@@ -41,8 +42,8 @@ def test_parse_label_set(raw, labels, error) -> None:
 
 
 def test_truncated_output_says_so() -> None:
-    parsed = parse_label_set('["a","b', TAX, finish_reason="length")
-    assert parsed.labels == []
+    parsed = parse_label_set('[\n"b",\n"a",\n"b",\n"a', TAX, finish_reason="length")
+    assert parsed.labels == ["a", "b"]  # complete names before the cut, in taxonomy order
     assert "hit the token limit" in parsed.error
 
 

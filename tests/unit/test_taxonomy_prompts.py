@@ -73,7 +73,8 @@ def test_schema_and_grammar() -> None:
     assert schema == {"type": "array", "items": {"type": "string", "enum": list(TAX.names)}}
     assert "uniqueItems" not in json.dumps(schema)
     grammar = label_set_grammar(TAX)
-    assert 'root ::= "[" ( label ( "," label )* )? "]"' in grammar
+    assert 'root ::= "[" ws ( label ws ( "," ws label ws )* )? "]"' in grammar
+    assert "ws ::= [ \\n]? [ \\n]?" in grammar  # bounded whitespace only
     assert '"\\"use::editing\\""' in grammar
 
 
