@@ -54,17 +54,17 @@ def test_set_vote_ok_with_lineage() -> None:
 
 
 @pytest.mark.parametrize(
-    ("kw", "error"),
+    ("kw", "error", "labels"),
     [
-        ({"prep_error": "empty text"}, "empty text"),
-        ({"engine_error": "ValueError: too long"}, "engine error: ValueError: too long"),
-        ({"raw_output": '["a",', "finish_reason": "length"}, "hit the token limit"),
+        ({"prep_error": "empty text"}, "empty text", []),
+        ({"engine_error": "ValueError: too long"}, "engine error: ValueError: too long", []),
+        ({"raw_output": '["a",', "finish_reason": "length"}, "hit the token limit", ["a"]),
     ],
 )
-def test_set_vote_errors(kw: dict, error: str) -> None:
+def test_set_vote_errors(kw: dict, error: str, labels: list[str]) -> None:
     row = set_vote(plan("set"), result(**kw), NOW)
     assert error in row["error"]
-    assert row["labels"] == []
+    assert row["labels"] == labels
 
 
 def top(p_yes: float) -> str:
