@@ -16,7 +16,7 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from labelmill.config import ConfigError, load_config
+from labelmill.config import load_config
 
 if TYPE_CHECKING:
     from pipelines.label import LabelJobSummary
@@ -87,10 +87,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             _print_label_summary(run_label_job(config))
             return 0
-    except ConfigError as error:
-        print(f"labelmill: {error}", file=sys.stderr)
-        return 2
-    except ValueError as error:
+    except ValueError as error:  # ConfigError included: bad config or input, field named
         print(f"labelmill: {error}", file=sys.stderr)
         return 2
     except RuntimeError as error:  # LabelJobError and other job-fatal failures

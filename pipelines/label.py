@@ -100,10 +100,6 @@ def _run_teacher(config: LabelmillConfig, plan: TeacherPlan) -> TeacherRunStats:
     )
     started = time.perf_counter()
     remaining = todo.count() if len(done) else rows_in
-    # One block per engine batch: ray.data.llm's failed-row records differ in type from good
-    # ones (e.g. time_taken_llm -1 vs a float), and Ray 2.60 cannot concatenate two engine
-    # batches whose rows failed differently into one block. Teacher batches are small anyway.
-    todo.context.target_max_block_size = 1
     stats.rows_resumed = rows_in - remaining
     if remaining > 0:
         summaries = teacher_votes(todo, plan, cpus).map_batches(

@@ -77,13 +77,7 @@ def _request_schema() -> pa.Schema:
 def vllm_engine_kwargs(plan: TeacherPlan) -> dict[str, Any]:
     """Engine arguments: prefix caching on, the context length, CPU-friendly defaults on CPU."""
     teacher = plan.teacher
-    # disable_log_stats: per-request metrics would be a struct column on good rows and null on
-    # failed ones, which Ray Data cannot concatenate into one block.
-    kwargs: dict[str, Any] = {
-        "enable_prefix_caching": True,
-        "max_model_len": teacher.max_model_len,
-        "disable_log_stats": True,
-    }
+    kwargs: dict[str, Any] = {"enable_prefix_caching": True, "max_model_len": teacher.max_model_len}
     if teacher.mode == "score":
         # Log-probabilities after the yes/no restriction, so P(yes) + P(no) = 1 per request.
         kwargs["logprobs_mode"] = "processed_logprobs"
@@ -278,6 +272,10 @@ def teacher_votes(docs: Any, plan: TeacherPlan, cpus: float) -> Any:
     their own resources.
     """
     teacher = plan.teacher
+    # One block per engine batch: ray.data.llm's failed-row records differ in type from good
+    # ones (e.g. time_taken_llm -1 vs a float), and Ray 2.60 cannot concatenate two engine
+    # batches whose rows failed differently into one block. Teacher batches are small anyway.
+    docs.context.target_max_block_size = 1
     requests = docs.map_batches(
         PrepareRequests,
         fn_constructor_kwargs={"plan": plan},

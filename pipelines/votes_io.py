@@ -67,7 +67,7 @@ def drop_done(batch: pa.Table, done: pa.Array) -> pa.Table:
 def write_vote_part(batch: pa.Table, output_uri: str, teacher: str) -> pa.Table:
     """Ray Data UDF: write a batch of vote records as one atomic part; return its summary row."""
     if batch.num_rows == 0:
-        return summary_table([])
+        return summary_table(None)
     fs, path = fsspec.core.url_to_fs(votes_dir(output_uri, teacher))
     fs.makedirs(path, exist_ok=True)
     table = batch.select(vote_schema().names).cast(vote_schema())
@@ -80,24 +80,19 @@ def write_vote_part(batch: pa.Table, output_uri: str, teacher: str) -> pa.Table:
     with fs.open(temporary, "wb") as handle:
         pq.write_table(table, handle)
     fs.mv(temporary, f"{path}/part-{digest}.parquet")
-    return summary_table([table])
+    return summary_table(table)
 
 
-def summary_table(tables: list[pa.Table]) -> pa.Table:
-    """One summary row per written part: rows, errors, truncated, prompt/output tokens."""
-    rows = errors = truncated = prompt_tokens = output_tokens = 0
-    for table in tables:
-        rows += table.num_rows
-        errors += table.num_rows - pc.sum(pc.is_null(table["error"]).cast(pa.int64())).as_py()
-        truncated += pc.sum(table["truncated"].cast(pa.int64())).as_py() or 0
-        prompt_tokens += pc.sum(table["prompt_tokens"]).as_py() or 0
-        output_tokens += pc.sum(table["output_tokens"]).as_py() or 0
-    return pa.table(
-        {
-            "rows": [rows],
-            "errors": [errors],
-            "truncated": [truncated],
-            "prompt_tokens": [prompt_tokens],
-            "output_tokens": [output_tokens],
+def summary_table(table: pa.Table | None) -> pa.Table:
+    """One summary row for a written part (zeros for none): rows, errors, truncated, tokens."""
+    if table is None:
+        counts = dict.fromkeys(("rows", "errors", "truncated", "prompt_tokens", "output_tokens"), 0)
+    else:
+        counts = {
+            "rows": table.num_rows,
+            "errors": table.num_rows - table["error"].null_count,
+            "truncated": pc.sum(table["truncated"].cast(pa.int64())).as_py() or 0,
+            "prompt_tokens": pc.sum(table["prompt_tokens"]).as_py() or 0,
+            "output_tokens": pc.sum(table["output_tokens"]).as_py() or 0,
         }
-    )
+    return pa.table({name: [value] for name, value in counts.items()})
