@@ -1,12 +1,15 @@
 """The ``labelmill`` command line.
 
     labelmill label CONFIG [--set key=value ...]     run the teacher labeling job
+    labelmill aggregate CONFIG [--set ...]           teacher votes -> one soft label set per doc
+    labelmill distill CONFIG [--set ...]             train and export the student (Ray Train)
+    labelmill evaluate CONFIG [--set ...]            score teachers, aggregate, student vs gold
+    labelmill predict CONFIG [--set ...]             run the student over the corpus (batch)
     labelmill models prepare NAME [--force]          build a bundled model locally (no network)
     labelmill models list                            the models `prepare` knows
 
 Each job command loads its YAML config once, applies ``--set`` overrides, validates, and passes
-sub-configs down. Later stages (aggregate, distill, evaluate, predict, serve, campaign, run)
-slot in as further subcommands over the same config tree.
+sub-configs down. Each stage's job returns a summary whose ``render()`` is printed.
 """
 
 from __future__ import annotations
@@ -16,10 +19,45 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from labelmill.config import load_config
+from labelmill.config import LabelmillConfig, load_config
 
 if TYPE_CHECKING:
     from pipelines.label import LabelJobSummary
+
+
+_JOBS = {
+    "label": "run the teacher labeling job",
+    "aggregate": "aggregate teacher votes into one soft label set per document",
+    "distill": "train the student on the aggregate labels (Ray Train) and export it",
+    "evaluate": "score every teacher, the aggregate and the student against gold",
+    "predict": "run the exported student over the corpus as a batch job",
+}
+
+
+def _run_job(command: str, config: LabelmillConfig) -> None:
+    """Run one job stage (imported lazily: the Ray pipelines load only when asked for)."""
+    if command == "label":
+        from pipelines.label import run_label_job
+
+        _print_label_summary(run_label_job(config))
+    elif command == "aggregate":
+        from pipelines.aggregate import run_aggregate_job
+
+        print(run_aggregate_job(config).render())
+    elif command == "distill":
+        from pipelines.distill import run_distill_job
+
+        print(run_distill_job(config).render())
+    elif command == "evaluate":
+        from pipelines.evaluate import run_evaluate_job
+
+        print(run_evaluate_job(config).render())
+    elif command == "predict":
+        from pipelines.predict import run_predict_job
+
+        print(run_predict_job(config).render())
+    else:  # argparse only lets known commands through
+        raise ValueError(f"unknown command {command!r}")
 
 
 def _add_config_args(parser: argparse.ArgumentParser) -> None:
@@ -40,8 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="labelmill", description=__doc__.split("\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
 
-    label = commands.add_parser("label", help="run the teacher labeling job")
-    _add_config_args(label)
+    for name, text in _JOBS.items():
+        _add_config_args(commands.add_parser(name, help=text))
 
     models = commands.add_parser("models", help="prepare bundled models")
     model_commands = models.add_subparsers(dest="models_command", required=True)
@@ -73,27 +111,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         if args.command == "models":
-            from labelmill.models import model_builders, prepare_model
+            from labelmill.models import known_models, prepare_model
 
             if args.models_command == "list":
-                for name in sorted(model_builders()):
+                for name in known_models():
                     print(name)
                 return 0
             print(prepare_model(args.name, force=args.force))
             return 0
         config = load_config(args.config, args.overrides)
-        if args.command == "label":
-            from pipelines.label import run_label_job
-
-            _print_label_summary(run_label_job(config))
-            return 0
+        _run_job(args.command, config)
+        return 0
     except ValueError as error:  # ConfigError included: bad config or input, field named
         print(f"labelmill: {error}", file=sys.stderr)
         return 2
     except RuntimeError as error:  # LabelJobError and other job-fatal failures
         print(f"labelmill: {error}", file=sys.stderr)
         return 1
-    return 1
 
 
 if __name__ == "__main__":

@@ -137,17 +137,49 @@ class PromptConfig(StrictModel):
     )
 
 
+class EmbeddingTeacherConfig(StrictModel):
+    """Settings of an `embedding` teacher: zero-shot label scores from a sentence encoder."""
+
+    max_length: int = Field(
+        default=256, ge=8, description="Encoder input cap in tokens; longer documents are cut."
+    )
+    calibration: Literal["auto", "platt", "prior"] = Field(
+        default="auto",
+        description="How cosine scores become probabilities: `platt` fits a per-label logistic "
+        "curve on the gold seed (see `gold.seed_fraction`); `prior` uses the prior-matching rule "
+        "(per-label z-score over the corpus, P = 0.5 where the top `prior_rate` share begins); "
+        "`auto` is `platt` when gold seed documents exist, else `prior`.",
+    )
+    prior_rate: float = Field(
+        default=0.16,
+        gt=0.0,
+        lt=1.0,
+        description="`prior` calibration: expected share of documents carrying a label.",
+    )
+    prior_slope: float = Field(
+        default=2.0,
+        gt=0.0,
+        description="`prior` calibration: logistic slope per standard deviation of the score.",
+    )
+    label_text: Literal["description", "name_and_description"] = Field(
+        default="description",
+        description="What is embedded for each label: its description alone, or "
+        "'name: description'.",
+    )
+
+
 class TeacherConfig(StrictModel):
-    """One teacher LLM: how it is served, asked and priced."""
+    """One teacher: an LLM (in-process vLLM or an OpenAI-compatible endpoint) or an encoder."""
 
     name: str = Field(description="Unique teacher name used in outputs and lineage.")
-    kind: Literal["vllm", "openai"] = Field(
+    kind: Literal["vllm", "openai", "embedding"] = Field(
         description="`vllm`: in-process vLLM engines on a Ray actor pool; `openai`: an "
-        "OpenAI-compatible HTTP endpoint (e.g. `vllm serve`)."
+        "OpenAI-compatible HTTP endpoint (e.g. `vllm serve`); `embedding`: cosine similarity "
+        "of the document to each label description under a sentence encoder (probabilities)."
     )
     model: str = Field(
-        description="Model path or hub-style id for `vllm` (a local path here), or the served "
-        "model name for `openai`."
+        description="Model path or bundled model name for `vllm` / `embedding` (see `labelmill "
+        "models list`), or the served model name for `openai`."
     )
     tokenizer: str | None = Field(
         default=None,
@@ -164,7 +196,12 @@ class TeacherConfig(StrictModel):
     mode: Literal["set", "score"] = Field(
         default="set",
         description="`set`: one grammar-constrained JSON array of labels per document; `score`: "
-        "one yes/no question per label with logprobs, giving P(label).",
+        "one yes/no question per label with logprobs, giving P(label). Ignored by `embedding` "
+        "teachers, which always give probabilities.",
+    )
+    embedding: EmbeddingTeacherConfig = Field(
+        default_factory=EmbeddingTeacherConfig,
+        description="`embedding` only: encoder input length and score calibration.",
     )
     prompt: PromptConfig = Field(default_factory=PromptConfig, description="Prompt settings.")
     max_model_len: int = Field(
@@ -212,8 +249,11 @@ class TeacherConfig(StrictModel):
     def _kind_fields(self) -> TeacherConfig:
         if self.kind == "openai" and not self.base_url:
             raise ValueError(f"teacher {self.name!r}: kind 'openai' needs base_url")
-        if self.kind == "vllm" and (self.base_url or self.api_key_env):
-            raise ValueError(f"teacher {self.name!r}: base_url/api_key_env are for kind 'openai'")
+        if self.kind in ("vllm", "embedding") and (self.base_url or self.api_key_env):
+            raise ValueError(
+                f"teacher {self.name!r}: base_url/api_key_env are for kind 'openai', "
+                f"got kind {self.kind!r}"
+            )
         return self
 
 
@@ -243,6 +283,152 @@ class RayConfig(StrictModel):
     )
 
 
+class GoldConfig(StrictModel):
+    """Where gold labels come from and which of them later stages may learn from."""
+
+    uri: str | None = Field(
+        default=None,
+        description="Optional separate gold file (fsspec URI, parquet/jsonl/csv) with an id "
+        "column and a list-of-label-names column; otherwise `corpus.gold_column` is used.",
+    )
+    id_column: str = Field(default="id", description="Id column of the gold file.")
+    labels_column: str = Field(default="labels", description="Labels column of the gold file.")
+    seed_fraction: float = Field(
+        default=0.0,
+        ge=0.0,
+        lt=1.0,
+        description="Share of gold documents (chosen by a hash of the id, so every stage agrees) "
+        "that is a *seed*: it may anchor aggregation, calibrate embedding teachers and tune "
+        "student thresholds. Seed documents are never evaluated on; the rest of the gold is "
+        "held out for `labelmill evaluate`.",
+    )
+
+
+class AggregateConfig(StrictModel):
+    """How teacher votes become one soft label set per document (`labelmill aggregate`)."""
+
+    method: Literal["majority", "weighted", "dawid_skene"] = Field(
+        default="dawid_skene",
+        description="`majority`: share of teachers voting yes; `weighted`: log-odds vote "
+        "weighted by each teacher's per-label accuracy (from `teacher_weights`, else estimated "
+        "on the gold seed, else against the majority); `dawid_skene`: per-label binary EM over "
+        "each teacher's sensitivity and specificity.",
+    )
+    teachers: list[str] | None = Field(
+        default=None,
+        description="Names of the teachers whose votes (under <output_uri>/votes/) are aggregated; "
+        "null: every configured teacher. Votes of teachers no longer configured (or written by "
+        "the benchmark's simulated teachers) can be named here.",
+    )
+    threshold: float = Field(
+        default=0.5, gt=0.0, lt=1.0, description="Probability at or above which a label is set."
+    )
+    max_iter: int = Field(default=50, ge=1, description="`dawid_skene`: EM iterations at most.")
+    tol: float = Field(
+        default=1e-4, ge=0.0, description="`dawid_skene`: stop when no rate moves more than this."
+    )
+    smoothing: float = Field(
+        default=1.0, ge=0.0, description="`dawid_skene`: Beta pseudo-count on every rate."
+    )
+    soft_votes: Literal["mixture", "fractional"] = Field(
+        default="mixture",
+        description="`dawid_skene`: how a teacher's probability enters the likelihood "
+        "(see labelmill/dawid_skene.py).",
+    )
+    use_gold_seed: bool = Field(
+        default=True,
+        description="Anchor the estimates on the gold seed documents (when there are any).",
+    )
+    teacher_weights: dict[str, float] | None = Field(
+        default=None,
+        description="`weighted`: fixed accuracy in (0, 1) per teacher name (overrides estimates).",
+    )
+
+
+class StudentConfig(StrictModel):
+    """The distilled student classifier and its training (`labelmill distill`)."""
+
+    backbone: str = Field(
+        default="all-minilm-l6-v2",
+        description="Encoder: a bundled model name or a local Hugging Face encoder directory.",
+    )
+    max_length: int = Field(default=128, ge=8, description="Tokens per document (cut beyond).")
+    batch_size: int = Field(default=32, ge=1, description="Training batch size per worker.")
+    epochs: int = Field(
+        default=5, ge=1, description="Epochs at most (early stopping may end sooner)."
+    )
+    learning_rate: float = Field(default=1e-4, gt=0.0, description="AdamW learning rate.")
+    weight_decay: float = Field(default=0.01, ge=0.0, description="AdamW weight decay.")
+    loss: Literal["bce", "asymmetric"] = Field(
+        default="bce", description="Soft-target BCE, or asymmetric loss (Ridnik et al. 2021)."
+    )
+    asl_gamma_pos: float = Field(default=0.0, ge=0.0, description="Asymmetric loss gamma+.")
+    asl_gamma_neg: float = Field(default=4.0, ge=0.0, description="Asymmetric loss gamma-.")
+    asl_clip: float = Field(default=0.05, ge=0.0, lt=1.0, description="Asymmetric loss clip.")
+    confidence_weighting: bool = Field(
+        default=True,
+        description="Weight each training row by the aggregate's confidence (mean |2p - 1| over "
+        "labels, floored at `min_row_weight`).",
+    )
+    min_row_weight: float = Field(
+        default=0.1, gt=0.0, le=1.0, description="Floor of a row's confidence weight."
+    )
+    dev_fraction: float = Field(
+        default=0.1,
+        gt=0.0,
+        lt=1.0,
+        description="Share of training documents (by id hash) held out for early stopping and "
+        "threshold tuning.",
+    )
+    patience: int = Field(
+        default=2, ge=1, description="Stop after this many epochs without a better dev loss."
+    )
+    seed: int = Field(default=0, description="Seed of the head initialisation and shuffling.")
+    num_workers: int = Field(default=1, ge=1, description="Ray Train workers (DDP).")
+    use_gpu: bool = Field(default=False, description="Train each worker on a GPU.")
+    cpus_per_worker: float = Field(default=1.0, gt=0, description="CPUs reserved per worker.")
+    exclude_eval_gold: bool = Field(
+        default=True,
+        description="Leave the held-out gold documents (gold minus seed) out of training, so "
+        "the student's evaluation is on documents it never saw.",
+    )
+    min_gold_dev_rows: int = Field(
+        default=20,
+        ge=1,
+        description="Tune the per-label thresholds against gold when the dev split holds at "
+        "least this many gold seed documents; otherwise against the aggregate's hard labels "
+        "(probs >= aggregate.threshold).",
+    )
+    output_dir: str | None = Field(
+        default=None,
+        description="Local directory of the exported model (null: <output_uri>/student).",
+    )
+
+
+class EvaluateConfig(StrictModel):
+    """Scoring teachers, aggregate and student against gold (`labelmill evaluate`)."""
+
+    n_bins: int = Field(default=10, ge=2, description="Bins of the calibration error / diagram.")
+    include_student: bool = Field(
+        default=True, description="Score the exported student too (when it exists)."
+    )
+
+
+class PredictConfig(StrictModel):
+    """Batch prediction with the exported student (`labelmill predict`)."""
+
+    model_dir: str | None = Field(
+        default=None, description="Exported student directory (null: the student's output_dir)."
+    )
+    output_uri: str | None = Field(
+        default=None, description="Where prediction Parquet goes (null: <output_uri>/predictions)."
+    )
+    batch_size: int = Field(default=64, ge=1, description="Documents per batch per replica.")
+    concurrency: int = Field(default=1, ge=1, description="Student replicas (Ray actors).")
+    use_gpu: bool = Field(default=False, description="Put each replica on a GPU.")
+    cpus_per_replica: float = Field(default=1.0, gt=0, description="CPUs reserved per replica.")
+
+
 class LabelmillConfig(StrictModel):
     """The root of a labelmill job configuration."""
 
@@ -251,6 +437,15 @@ class LabelmillConfig(StrictModel):
     teachers: list[TeacherConfig] = Field(min_length=1, description="Teachers to run.")
     output_uri: str = Field(description="fsspec URI of the run directory for all outputs.")
     ray: RayConfig = Field(default_factory=RayConfig, description="Ray cluster settings.")
+    gold: GoldConfig = Field(default_factory=GoldConfig, description="Gold labels and seed.")
+    aggregate: AggregateConfig = Field(
+        default_factory=AggregateConfig, description="Vote aggregation."
+    )
+    student: StudentConfig = Field(
+        default_factory=StudentConfig, description="The distilled student."
+    )
+    evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig, description="Evaluation.")
+    predict: PredictConfig = Field(default_factory=PredictConfig, description="Batch prediction.")
 
     @model_validator(mode="after")
     def _cross_checks(self) -> LabelmillConfig:
@@ -267,6 +462,12 @@ class LabelmillConfig(StrictModel):
                         f"teacher {teacher.name!r}: few-shot labels {unknown} are not in the "
                         "taxonomy"
                     )
+        for name, weight in (self.aggregate.teacher_weights or {}).items():
+            if not 0.0 < weight < 1.0:
+                raise ValueError(
+                    f"aggregate.teacher_weights[{name!r}] must lie strictly in (0, 1), "
+                    f"got {weight!r}"
+                )
         return self
 
 

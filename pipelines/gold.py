@@ -1,0 +1,99 @@
+"""Gold labels as a Ray Dataset: from the corpus' gold column or from a separate gold file.
+
+Output columns: ``id`` (string), ``gold`` (list<string>, restricted to the taxonomy: a real
+label set such as debtags carries many tags outside a small taxonomy), ``gold_seed`` (bool, see
+:func:`labelmill.layout.is_gold_seed`). Rows whose gold cell is null carry no gold and are
+dropped here; an empty list is a real answer ("none of the labels apply") and is kept.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import fsspec
+import pyarrow as pa
+
+from labelmill.config import CorpusConfig, LabelmillConfig, infer_format
+from labelmill.layout import is_gold_seed
+from pipelines.corpus import list_corpus_files, read_corpus, read_corpus_file
+
+
+def has_gold(config: LabelmillConfig) -> bool:
+    """Whether the config names any gold labels (a gold file or a corpus gold column)."""
+    return config.gold.uri is not None or config.corpus.gold_column is not None
+
+
+def normalize_gold_batch(
+    batch: pa.Table, names: list[str], seed_fraction: float, id_column: str, gold_column: str
+) -> pa.Table:
+    """Raw (id, gold) columns -> id, gold (taxonomy labels only), gold_seed; null gold dropped."""
+    known = set(names)
+    ids, golds, seeds = [], [], []
+    for doc_id, labels in zip(
+        batch[id_column].to_pylist(), batch[gold_column].to_pylist(), strict=True
+    ):
+        if doc_id is None or labels is None:
+            continue
+        if isinstance(labels, str):
+            raise ValueError(
+                f"gold column {gold_column!r} must hold lists of label names, got {labels!r}"
+            )
+        doc_id = str(doc_id)
+        ids.append(doc_id)
+        golds.append([label for label in labels if label in known])
+        seeds.append(is_gold_seed(doc_id, seed_fraction))
+    return pa.table(
+        {
+            "id": pa.array(ids, pa.string()),
+            "gold": pa.array(golds, pa.list_(pa.string())),
+            "gold_seed": pa.array(seeds, pa.bool_()),
+        }
+    )
+
+
+def read_gold(config: LabelmillConfig, cpus: float = 0.25) -> Any | None:
+    """Dataset of (id, gold, gold_seed), or ``None`` when no gold is configured."""
+    import ray.data
+
+    names = [label.name for label in config.taxonomy.labels]
+    seed = config.gold.seed_fraction
+    if config.gold.uri is not None:
+        uri = config.gold.uri
+        fmt = infer_format(uri)
+        if fmt is None:
+            raise ValueError(f"cannot infer the format of gold.uri {uri!r} (.parquet/.jsonl/.csv)")
+        fs, path = fsspec.core.url_to_fs(uri)
+        if not fs.exists(path):
+            raise ValueError(f"gold.uri {uri!r} does not exist")
+        tables = [
+            t for file in list_corpus_files(fs, path) for t in read_corpus_file(fs, file, fmt)
+        ]
+        raw = pa.concat_tables(tables, promote_options="default")
+        for field, column in (
+            ("id_column", config.gold.id_column),
+            ("labels_column", config.gold.labels_column),
+        ):
+            if column not in raw.column_names:
+                raise ValueError(
+                    f"gold.{field} {column!r} is not a column of {uri!r}; "
+                    f"columns: {sorted(raw.column_names)}"
+                )
+        # A gold file is small by nature (people labeled it): normalized here, then distributed.
+        table = normalize_gold_batch(
+            raw, names, seed, config.gold.id_column, config.gold.labels_column
+        )
+        return ray.data.from_arrow(table)
+    if config.corpus.gold_column is None:
+        return None
+    corpus = read_corpus(config.corpus, cpus)
+    return corpus.map_batches(
+        normalize_gold_batch,
+        batch_format="pyarrow",
+        fn_kwargs={"names": names, "seed_fraction": seed, "id_column": "id", "gold_column": "gold"},
+        num_cpus=cpus,
+    )
+
+
+def corpus_without_gold_column(corpus: CorpusConfig) -> CorpusConfig:
+    """The same corpus config with no gold column (for stages that only need id and text)."""
+    return corpus.model_copy(update={"gold_column": None})
