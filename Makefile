@@ -1,4 +1,5 @@
-# labelmill: `make demo` runs the demo labeling job, `make test` runs lint + the whole test suite.
+# labelmill: `make demo` runs the demo loop (label -> aggregate -> distill -> evaluate),
+# `make test` runs lint + the whole test suite.
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.labelmill-installed
@@ -20,9 +21,14 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+DEMO := configs/demo.yaml
+
 demo: install
 	$(VENV)/bin/labelmill models prepare smollm2-135m-instruct
-	$(VENV)/bin/labelmill label configs/demo.yaml
+	$(VENV)/bin/labelmill label $(DEMO)
+	$(VENV)/bin/labelmill aggregate $(DEMO)
+	$(VENV)/bin/labelmill distill $(DEMO)
+	$(VENV)/bin/labelmill evaluate $(DEMO)
 
 lint: install
 	$(VENV)/bin/ruff check .
@@ -39,6 +45,8 @@ test: lint
 
 bench: install
 	$(PY) bench/teacher_throughput.py
+	$(PY) bench/quality.py --simulated --real
+	$(PY) bench/student_speed.py
 
 clean:
 	rm -rf out .cache

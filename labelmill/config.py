@@ -164,7 +164,8 @@ class EmbeddingTeacherConfig(StrictModel):
     label_text: Literal["description", "name_and_description"] = Field(
         default="description",
         description="What is embedded for each label: its description alone, or "
-        "'name: description'.",
+        "'name: description' (the description alone ranked better on the debtags bench with "
+        "all-MiniLM-L6-v2: mean ROC-AUC 0.820 vs 0.813, see bench/embedding_teacher.py).",
     )
 
 
@@ -342,6 +343,12 @@ class AggregateConfig(StrictModel):
     teacher_weights: dict[str, float] | None = Field(
         default=None,
         description="`weighted`: fixed accuracy in (0, 1) per teacher name (overrides estimates).",
+    )
+    num_partitions: int | None = Field(
+        default=None,
+        ge=1,
+        description="Hash partitions of the shuffle that groups votes by document id (null: the "
+        "number of CPUs of the Ray cluster).",
     )
 
 

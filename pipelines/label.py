@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from labelmill.models import resolve_model
 from labelmill.requests import TeacherPlan
 from labelmill.taxonomy import Taxonomy
 from pipelines.corpus import read_corpus
+from pipelines.embedding_teacher import EmbeddingTeacherRun
 from pipelines.runtime import ray_session
 from pipelines.teachers import teacher_votes
 from pipelines.votes_io import done_ids, drop_done, votes_dir, write_vote_part
@@ -82,18 +84,29 @@ def make_plan(teacher: TeacherConfig, taxonomy: Taxonomy) -> TeacherPlan:
     return TeacherPlan(teacher=teacher, taxonomy=taxonomy, model_path=path)
 
 
+def teacher_stage(
+    config: LabelmillConfig, plan: TeacherPlan, corpus: Any, cpus: float
+) -> tuple[str, Callable[[Any], Any]]:
+    """A teacher's resume hash and its stage: a dataset of (id, text) -> vote records."""
+    if plan.teacher.kind == "embedding":
+        run = EmbeddingTeacherRun(config, plan, corpus, cpus)
+        return run.prompt_hash, run.votes
+    return plan.prompt_hash, lambda todo: teacher_votes(todo, plan, cpus)
+
+
 def _run_teacher(config: LabelmillConfig, plan: TeacherPlan) -> TeacherRunStats:
     teacher = plan.teacher
     cpus = config.ray.light_stage_cpus
     corpus = read_corpus(config.corpus, cpus)
     rows_in = corpus.count()
-    done = done_ids(config.output_uri, teacher.name, plan.prompt_hash, plan.taxonomy.version)
+    prompt_hash, to_votes = teacher_stage(config, plan, corpus, cpus)
+    done = done_ids(config.output_uri, teacher.name, prompt_hash, plan.taxonomy.version)
     todo = corpus.map_batches(
         drop_done, fn_kwargs={"done": done}, batch_format="pyarrow", num_cpus=cpus
     )
     stats = TeacherRunStats(
         teacher=teacher.name,
-        mode=teacher.mode,
+        mode="embedding" if teacher.kind == "embedding" else teacher.mode,
         rows_in=rows_in,
         rows_resumed=0,
         output=votes_dir(config.output_uri, teacher.name),
@@ -102,7 +115,7 @@ def _run_teacher(config: LabelmillConfig, plan: TeacherPlan) -> TeacherRunStats:
     remaining = todo.count() if len(done) else rows_in
     stats.rows_resumed = rows_in - remaining
     if remaining > 0:
-        summaries = teacher_votes(todo, plan, cpus).map_batches(
+        summaries = to_votes(todo).map_batches(
             write_vote_part,
             fn_kwargs={"output_uri": config.output_uri, "teacher": teacher.name},
             batch_format="pyarrow",
@@ -125,7 +138,7 @@ def _run_teacher(config: LabelmillConfig, plan: TeacherPlan) -> TeacherRunStats:
         stats.prompt_tokens * teacher.price_per_1k_input
         + stats.output_tokens * teacher.price_per_1k_output
     ) / 1000
-    written = done_ids(config.output_uri, teacher.name, plan.prompt_hash, plan.taxonomy.version)
+    written = done_ids(config.output_uri, teacher.name, prompt_hash, plan.taxonomy.version)
     corpus_ids = set(_ids(corpus))
     missing = corpus_ids - set(written.to_pylist())
     if missing:

@@ -6,6 +6,12 @@ Writes data/demo/debtags-demo.parquet (the demo corpus) and data/bench/debtags-5
 teacher-throughput benchmark's 500 documents): columns id (package), text, tags (the package's
 tags restricted to the 12-label public taxonomy, the gold labels). A fixed seed makes the
 samples reproducible; 80% of each sample carries at least one public label.
+
+Also writes data/bench/debtags-quality.parquet (the quality benchmark's 3,500 documents, with a
+`split` column): 500 "gold" rows that all carry at least one public label (the held-out gold, as
+in the data README's reference figures) and 3,000 "train" rows drawn at random from the rest of
+the corpus (most carry no public label: that is the real state of the tags). It is disjoint from
+the two samples above and drawn with its own seed, so adding it left them unchanged.
 """
 
 from __future__ import annotations
@@ -56,15 +62,44 @@ def sample(table: pa.Table, n: int, rng: np.random.Generator, exclude: set[str])
     )
 
 
+def quality_sample(
+    table: pa.Table, n_gold: int, n_train: int, rng: np.random.Generator, exclude: set[str]
+) -> pa.Table:
+    """n_gold labeled rows (split "gold") + n_train random rows (split "train"), disjoint."""
+    public = set(PUBLIC_TAXONOMY)
+    tags = [[t for t in row if t in public] for row in table["tags"].to_pylist()]
+    packages = table["package"].to_pylist()
+    labeled = [i for i, t in enumerate(tags) if t and packages[i] not in exclude]
+    gold = rng.choice(labeled, n_gold, replace=False)
+    taken = set(gold.tolist())
+    rest = [i for i in range(len(packages)) if i not in taken and packages[i] not in exclude]
+    train = rng.choice(rest, n_train, replace=False)
+    chosen = np.concatenate([gold, train])
+    split = np.array(["gold"] * n_gold + ["train"] * n_train)
+    order = np.argsort(chosen)
+    chosen, split = chosen[order], split[order]
+    return pa.table(
+        {
+            "id": [packages[i] for i in chosen],
+            "text": [table["text"][int(i)].as_py() for i in chosen],
+            "tags": pa.array([tags[i] for i in chosen], pa.list_(pa.string())),
+            "split": split.tolist(),
+        }
+    )
+
+
 def main() -> None:
     source = Path(sys.argv[1] if len(sys.argv) > 1 else "../shared/data/debtags-bookworm.parquet")
     table = pq.read_table(source)
     rng = np.random.default_rng(20261122)
     demo = sample(table, 200, rng, set())
     bench = sample(table, 500, rng, set(demo["id"].to_pylist()))
+    taken = set(demo["id"].to_pylist()) | set(bench["id"].to_pylist())
+    quality = quality_sample(table, 500, 3000, np.random.default_rng(20261123), taken)
     for path, part in (
         (Path("data/demo/debtags-demo.parquet"), demo),
         (Path("data/bench/debtags-500.parquet"), bench),
+        (Path("data/bench/debtags-quality.parquet"), quality),
     ):
         path.parent.mkdir(parents=True, exist_ok=True)
         pq.write_table(part, path, compression="zstd")

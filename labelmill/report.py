@@ -1,0 +1,164 @@
+"""A self-contained HTML report of a metrics.json document (see :mod:`labelmill.evaluation`).
+
+The report holds a summary table, a per-label F1 grouped bar chart across systems, a
+reliability diagram with one line per system, and the lineage. Plots are drawn with
+matplotlib's Agg canvas (no display, no pyplot state) and embedded as base64 PNG, so the file
+opens in a browser with nothing beside it. matplotlib is imported inside the functions.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from labelmill.evaluation import format_number, nan_to_none, quality_rows
+
+_STYLE = """
+body { font-family: system-ui, sans-serif; margin: 2em; color: #222; }
+table { border-collapse: collapse; margin: 1em 0; }
+th, td { border: 1px solid #ccc; padding: 4px 10px; text-align: right; }
+th:first-child, td:first-child, td.kind { text-align: left; }
+th { background: #f3f3f3; }
+pre { background: #f7f7f7; padding: 1em; overflow-x: auto; font-size: 12px; }
+img { max-width: 100%; }
+"""
+
+
+def _figure(width: float, height: float) -> Any:
+    """A matplotlib Figure bound to an Agg canvas."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(width, height), dpi=100)
+    FigureCanvasAgg(figure)
+    return figure
+
+
+def _png_base64(figure: Any) -> str:
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", bbox_inches="tight")
+    return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def _value(x: Any) -> float:
+    return np.nan if x is None else float(x)
+
+
+def plot_per_label_f1(document: Mapping[str, Any]) -> str:
+    """Grouped bar chart of per-label F1 (K groups, one bar per system) -> base64 PNG."""
+    names = document["taxonomy"]["names"]
+    systems = document["systems"]
+    figure = _figure(max(6.0, 0.9 * len(names) + 2.0), 4.0)
+    axes = figure.add_subplot(1, 1, 1)
+    x = np.arange(len(names))
+    width = 0.8 / max(len(systems), 1)
+    for i, (system, entry) in enumerate(systems.items()):
+        f1 = [_value(entry["per_label"][name]["f1"]) for name in names]
+        axes.bar(x + (i - (len(systems) - 1) / 2) * width, np.nan_to_num(f1), width, label=system)
+    axes.set_xticks(x)
+    axes.set_xticklabels(names, rotation=35, ha="right", fontsize=8)
+    axes.set_ylim(0.0, 1.05)
+    axes.set_ylabel("F1")
+    axes.set_title("Per-label F1 on held-out gold")
+    axes.legend(fontsize=8, ncols=min(len(systems), 4))
+    axes.grid(axis="y", alpha=0.3)
+    return _png_base64(figure)
+
+
+def plot_reliability(document: Mapping[str, Any]) -> str:
+    """Reliability diagram (mean confidence vs observed frequency per bin) -> base64 PNG."""
+    figure = _figure(5.5, 5.0)
+    axes = figure.add_subplot(1, 1, 1)
+    axes.plot([0, 1], [0, 1], linestyle="--", color="grey", linewidth=1, label="perfect")
+    for system, entry in document["systems"].items():
+        curve = entry["reliability"]
+        confidence = np.array([_value(c) for c in curve["confidence"]])
+        accuracy = np.array([_value(a) for a in curve["accuracy"]])
+        filled = ~(np.isnan(confidence) | np.isnan(accuracy))
+        ece = format_number(entry["ece"])
+        axes.plot(confidence[filled], accuracy[filled], marker="o", label=f"{system} (ECE {ece})")
+    axes.set_xlim(-0.02, 1.02)
+    axes.set_ylim(-0.02, 1.02)
+    axes.set_xlabel("mean predicted probability")
+    axes.set_ylabel("observed frequency")
+    axes.set_title("Reliability diagram (all document-label cells)")
+    axes.legend(fontsize=8, loc="upper left")
+    axes.grid(alpha=0.3)
+    return _png_base64(figure)
+
+
+def _summary_table(document: Mapping[str, Any]) -> str:
+    header = "".join(
+        f"<th>{h}</th>"
+        for h in ("system", "kind", "micro-F1", "macro-F1", "ECE", "mean ROC-AUC", "scored")
+    )
+    rows = []
+    for row in quality_rows(document):
+        cells = [
+            f"<td>{html.escape(row['system'])}</td>",
+            f"<td class='kind'>{html.escape(row['kind'])}</td>",
+            *(
+                f"<td>{format_number(row[key])}</td>"
+                for key in ("micro_f1", "macro_f1", "ece", "mean_roc_auc")
+            ),
+            f"<td>{html.escape(row['scored'])}</td>",
+        ]
+        rows.append("<tr>" + "".join(cells) + "</tr>")
+    return f"<table class='summary'><tr>{header}</tr>{''.join(rows)}</table>"
+
+
+def _per_label_table(document: Mapping[str, Any]) -> str:
+    systems = list(document["systems"])
+    header = "<th>label</th>" + "".join(f"<th>{html.escape(s)} F1</th>" for s in systems)
+    header += "<th>support</th>"
+    rows = []
+    for name in document["taxonomy"]["names"]:
+        cells = [f"<td>{html.escape(name)}</td>"]
+        for system in systems:
+            cells.append(
+                f"<td>{format_number(document['systems'][system]['per_label'][name]['f1'])}</td>"
+            )
+        support = max(
+            (document["systems"][s]["per_label"][name]["support"] for s in systems), default=0
+        )
+        cells.append(f"<td>{support}</td>")
+        rows.append("<tr>" + "".join(cells) + "</tr>")
+    return f"<table class='per-label'><tr>{header}</tr>{''.join(rows)}</table>"
+
+
+def render_report(document: Mapping[str, Any]) -> str:
+    """The whole HTML page for a metrics.json document (NaN allowed; shown as ``-``)."""
+    for key in ("taxonomy", "n_documents", "systems", "lineage", "created_at"):
+        if key not in document:
+            raise ValueError(f"metrics document lacks key {key!r}, got {sorted(document)}")
+    if not document["systems"]:
+        raise ValueError("metrics document has no systems to report")
+    taxonomy = document["taxonomy"]
+    lineage = json.dumps(nan_to_none(document["lineage"]), indent=2, sort_keys=True)
+    f1_png = plot_per_label_f1(document)
+    reliability_png = plot_reliability(document)
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>labelmill evaluation</title>
+<style>{_STYLE}</style></head><body>
+<h1>labelmill evaluation</h1>
+<p>{document["n_documents"]} held-out gold documents; taxonomy
+<code>{html.escape(str(taxonomy["version"]))}</code> ({len(taxonomy["names"])} labels);
+created {html.escape(str(document["created_at"]))}. A system's <em>scored</em> count excludes
+documents it abstained on or failed.</p>
+<h2>Summary</h2>
+{_summary_table(document)}
+<h2>Per-label F1</h2>
+<img src="data:image/png;base64,{f1_png}" alt="per-label F1">
+{_per_label_table(document)}
+<h2>Calibration</h2>
+<img src="data:image/png;base64,{reliability_png}" alt="reliability diagram">
+<h2>Lineage</h2>
+<pre>{html.escape(lineage)}</pre>
+</body></html>
+"""

@@ -1,0 +1,363 @@
+"""The aggregation job (``labelmill aggregate``): teacher votes -> one soft label set per document.
+
+Steps: assemble one row per corpus document with every teacher's vote (:mod:`pipelines.assemble`,
+a distributed group by id, materialized once); fit the method with map/reduce passes over it
+(Dawid-Skene EM: per-batch sufficient statistics summed on the driver, then the M-step; weighted
+vote: per-teacher confusion counts against the gold seed or the majority); then one pass that
+computes every row's probabilities and writes the Parquet parts. Documents no teacher voted on
+are kept, with ``error = "no teacher voted"`` and null probs. The reliability table is the
+Dawid-Skene rates for ``dawid_skene``; for ``majority`` and ``weighted`` it is Laplace-smoothed
+sensitivity / specificity against the gold seed (when anchoring on it and it has votes), else
+against the majority's hard labels (``source`` says which). Outputs (see
+:mod:`labelmill.layout`): ``aggregate/labels/``, ``aggregate/reliability.json``,
+``aggregate/summary.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+from dataclasses import asdict, dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Any
+
+import fsspec
+import numpy as np
+import pyarrow as pa
+
+from labelmill.aggregate import (
+    DawidSkene,
+    DSParams,
+    agreement,
+    dawid_skene_e_step,
+    dawid_skene_m_step,
+    dawid_skene_shard_stats,
+    majority_vote,
+    reliability_table,
+    weighted_vote,
+)
+from labelmill.config import LabelmillConfig
+from labelmill.layout import aggregate_file_uri, aggregate_labels_uri
+from labelmill.taxonomy import Taxonomy
+from labelmill.vote_matrix import (
+    confusion_counts,
+    hard_reference,
+    param_change,
+    smoothed_rates,
+)
+from pipelines.assemble import (
+    NO_VOTE_ERROR,
+    BatchSpec,
+    aggregate_label_schema,
+    assemble_votes,
+    batch_arrays,
+    label_table,
+    list_vote_parts,
+    write_label_part,
+)
+from pipelines.corpus import read_corpus
+from pipelines.gold import corpus_without_gold_column, has_gold
+from pipelines.runtime import ray_session
+
+__all__ = [
+    "NO_VOTE_ERROR",
+    "AggregateJobError",
+    "AggregateJobSummary",
+    "aggregate_label_schema",
+    "run_aggregate_job",
+]
+
+
+class AggregateJobError(RuntimeError):
+    """The job lost or invented rows (rows out != corpus rows in)."""
+
+
+@dataclass
+class AggregateJobSummary:
+    """What one aggregation run did (also written as ``aggregate/summary.json``)."""
+
+    method: str
+    teachers: list[str]
+    taxonomy_version: str
+    n_docs: int = 0
+    n_all_error: int = 0
+    mean_agreement: float | None = None
+    label_rate: dict[str, float] = field(default_factory=dict)
+    teacher_votes: dict[str, int] = field(default_factory=dict)
+    n_iter: int | None = None
+    converged: bool | None = None
+    log_likelihood: list[float] = field(default_factory=list)
+    weights_source: str | None = None
+    reliability_source: str = ""
+    labels_uri: str = ""
+    reliability_uri: str = ""
+    summary_uri: str = ""
+    created_at: str = ""
+
+    def to_json(self) -> str:
+        """The summary as JSON (NaN log-likelihoods become null)."""
+        payload = asdict(self)
+        payload["log_likelihood"] = [v if np.isfinite(v) else None for v in self.log_likelihood]
+        return json.dumps(payload, indent=2)
+
+    def render(self) -> str:
+        """A short human-readable table."""
+        agree = "-" if self.mean_agreement is None else f"{self.mean_agreement:.3f}"
+        lines = [
+            f"aggregate: {self.method} over {len(self.teachers)} teachers "
+            f"(taxonomy {self.taxonomy_version})",
+            f"  documents {self.n_docs}   all-error rows {self.n_all_error}   "
+            f"mean agreement {agree}",
+        ]
+        if self.n_iter is not None:
+            lines.append(f"  EM iterations {self.n_iter}   converged {self.converged}")
+        if self.weights_source is not None:
+            lines.append(f"  teacher weights from {self.weights_source}")
+        lines.append(f"  {'teacher':<24}{'docs voted':>11}")
+        lines += [f"  {t:<24}{self.teacher_votes.get(t, 0):>11}" for t in self.teachers]
+        lines.append(f"  {'label':<24}{'rate':>11}")
+        lines += [f"  {name:<24}{rate:>11.3f}" for name, rate in self.label_rate.items()]
+        lines.append(f"  labels:      {self.labels_uri}")
+        lines.append(f"  reliability: {self.reliability_uri}  ({self.reliability_source})")
+        lines.append(f"  summary:     {self.summary_uri}")
+        return "\n".join(lines)
+
+
+def resolve_teachers(config: LabelmillConfig) -> list[str]:
+    """``aggregate.teachers``, or every configured teacher's name; ``ValueError`` on duplicates."""
+    names = config.aggregate.teachers
+    if names is None:
+        return [t.name for t in config.teachers]
+    if not names or len(set(names)) != len(names):
+        raise ValueError(f"aggregate.teachers must be distinct names, at least one, got {names!r}")
+    return list(names)
+
+
+def _one_row(value: Any) -> pa.Table:
+    return pa.table({"blob": [pickle.dumps(value)]})
+
+
+def ds_stats_batch(batch: pa.Table, spec: BatchSpec, params: DSParams | None) -> pa.Table:
+    """Map UDF of one EM iteration: the batch's pickled Dawid-Skene ``SuffStats``."""
+    votes, gold, mask = batch_arrays(batch, spec)
+    return _one_row(dawid_skene_shard_stats(votes, params, gold, mask, spec.soft_votes))
+
+
+def counts_batch(batch: pa.Table, spec: BatchSpec, reference: str, threshold: float) -> pa.Table:
+    """Map UDF: pickled (4, T, K) confusion counts vs the gold seed or the majority labels."""
+    votes, gold, mask = batch_arrays(batch, spec)
+    if reference == "gold_seed":
+        ref = np.where(mask[:, None], gold, np.nan)
+    else:
+        ref = hard_reference(majority_vote(votes), threshold)
+    return _one_row(confusion_counts(votes, ref))
+
+
+def _reduce(ds: Any, fn: Any, cpus: float, **kwargs: Any) -> Any:
+    """Map ``fn`` over every batch and sum the unpickled results on the driver."""
+    blobs = ds.map_batches(fn, batch_format="pyarrow", fn_kwargs=kwargs, num_cpus=cpus)
+    return sum(pickle.loads(row["blob"]) for row in blobs.take_all())
+
+
+def fit_dawid_skene(ds: Any, spec: BatchSpec, config: LabelmillConfig) -> DawidSkene:
+    """Distributed EM, the same loop as :meth:`DawidSkene.fit` with statistics summed over
+    batches; the model's ``log_likelihood_`` lacks the final E-step's value (added later)."""
+    cfg, cpus = config.aggregate, config.ray.light_stage_cpus
+    stats = _reduce(ds, ds_stats_batch, cpus, spec=spec, params=None)
+    params = dawid_skene_m_step(stats, cfg.smoothing)
+    history: list[float] = []
+    converged, n_iter = False, 1
+    while n_iter < cfg.max_iter and not converged:
+        stats = _reduce(ds, ds_stats_batch, cpus, spec=spec, params=params)
+        history.append(stats.log_likelihood)
+        new_params = dawid_skene_m_step(stats, cfg.smoothing)
+        converged = param_change(params, new_params) <= cfg.tol
+        params, n_iter = new_params, n_iter + 1
+    model = DawidSkene(cfg.max_iter, cfg.tol, cfg.smoothing, soft_votes=cfg.soft_votes)
+    model.params_, model.prior_ = params, params.prior
+    model.sensitivity_, model.specificity_ = params.sensitivity, params.specificity
+    model.n_iter_, model.converged_, model.log_likelihood_ = n_iter, converged, history
+    return model
+
+
+def teacher_counts(ds: Any, spec: BatchSpec, config: LabelmillConfig) -> tuple[np.ndarray, str]:
+    """Confusion counts vs the gold seed (when anchoring and there are seed rows), else vs the
+    majority's hard labels (at ``aggregate.threshold``); and which reference was used."""
+    threshold, cpus = config.aggregate.threshold, config.ray.light_stage_cpus
+    if spec.use_gold:
+        counts = _reduce(ds, counts_batch, cpus, spec=spec, reference="gold_seed", threshold=0.5)
+        if counts.sum() > 0:
+            return counts, "gold_seed"
+    counts = _reduce(ds, counts_batch, cpus, spec=spec, reference="majority", threshold=threshold)
+    return counts, "majority"
+
+
+def configured_weights(config: LabelmillConfig, teachers: list[str], n_labels: int) -> np.ndarray:
+    """(T, K) accuracies from ``aggregate.teacher_weights``; ``ValueError`` naming the missing."""
+    given = config.aggregate.teacher_weights or {}
+    missing = [t for t in teachers if t not in given]
+    if missing:
+        raise ValueError(f"aggregate.teacher_weights has no weight for teachers {missing}")
+    return np.repeat(np.array([[given[t]] for t in teachers]), n_labels, axis=1)
+
+
+@dataclass(frozen=True)
+class FittedMethod:
+    """A fitted aggregation method, shipped to the final pass: DS params or weighted weights."""
+
+    method: str
+    threshold: float
+    version: str
+    labels_uri: str
+    params: DSParams | None = None
+    weights: np.ndarray | None = None
+
+
+def finalize_batch(batch: pa.Table, spec: BatchSpec, fitted: FittedMethod) -> pa.Table:
+    """Map UDF: probabilities by the fitted method, one written part, a pickled tally."""
+    votes, gold, mask = batch_arrays(batch, spec)
+    log_likelihood = 0.0
+    if fitted.method == "majority":
+        probs = majority_vote(votes)
+    elif fitted.method == "weighted":
+        probs = weighted_vote(votes, fitted.weights)
+    else:
+        probs, log_likelihood = dawid_skene_e_step(
+            votes, fitted.params, gold, mask, spec.soft_votes
+        )
+    table = label_table(batch, spec, votes, probs, fitted.threshold, fitted.method, fitted.version)
+    if table.num_rows:
+        write_label_part(table, fitted.labels_uri)
+    voted = ~np.isnan(votes).all(axis=2)  # (N, T)
+    rows_voted = voted.any(axis=1)
+    label_hits = np.where(np.isnan(probs), False, probs >= fitted.threshold)[rows_voted]
+    return _one_row(
+        {
+            "rows": table.num_rows,
+            "all_error": int((~rows_voted).sum()),
+            "label_pos": label_hits.sum(axis=0).astype(np.int64),
+            "agreement_sum": float(np.nansum(agreement(votes))),
+            "teacher_voted": voted.sum(axis=0).astype(np.int64),
+            "log_likelihood": log_likelihood,
+        }
+    )
+
+
+def fit_method(
+    ds: Any, spec: BatchSpec, config: LabelmillConfig, summary: AggregateJobSummary
+) -> tuple[FittedMethod, list[dict[str, Any]]]:
+    """Fit ``aggregate.method`` over the assembled dataset; its reliability records.
+
+    Records the fit (iterations, sources) in ``summary``.
+    """
+    cfg = config.aggregate
+    fitted = FittedMethod(cfg.method, cfg.threshold, summary.taxonomy_version, summary.labels_uri)
+    if cfg.method == "dawid_skene":
+        model = fit_dawid_skene(ds, spec, config)
+        summary.reliability_source = "dawid_skene"
+        summary.n_iter, summary.converged = model.n_iter_, model.converged_
+        summary.log_likelihood = list(model.log_likelihood_)
+        reliability = reliability_table(model, spec.names, spec.teachers)
+        return replace(fitted, params=model.params_), reliability
+    counts, summary.reliability_source = teacher_counts(ds, spec, config)
+    accuracy, sensitivity, specificity = smoothed_rates(counts)
+    reliability = [
+        {
+            "teacher": teacher,
+            "label": name,
+            "sensitivity": float(sensitivity[t, k]),
+            "specificity": float(specificity[t, k]),
+        }
+        for t, teacher in enumerate(spec.teachers)
+        for k, name in enumerate(spec.names)
+    ]
+    if cfg.method == "weighted":
+        weights = accuracy
+        summary.weights_source = summary.reliability_source
+        if cfg.teacher_weights is not None:
+            weights = configured_weights(config, list(spec.teachers), len(spec.names))
+            summary.weights_source = "teacher_weights"
+        fitted = replace(fitted, weights=np.clip(weights, 0.01, 0.99))
+    return fitted, reliability
+
+
+def tally(summary: AggregateJobSummary, parts: list[dict[str, Any]]) -> None:
+    """Fill the counts of ``summary`` from the final pass' per-batch tallies."""
+    summary.n_docs = sum(p["rows"] for p in parts)
+    summary.n_all_error = sum(p["all_error"] for p in parts)
+    n_voted = summary.n_docs - summary.n_all_error
+    if n_voted:
+        summary.mean_agreement = sum(p["agreement_sum"] for p in parts) / n_voted
+    label_pos = sum(p["label_pos"] for p in parts)
+    summary.label_rate = {  # share of the voted rows carrying each label
+        name: float(label_pos[k]) / n_voted if n_voted else 0.0
+        for k, name in enumerate(summary.label_rate)
+    }
+    voted = sum(p["teacher_voted"] for p in parts)
+    summary.teacher_votes = {t: int(voted[i]) for i, t in enumerate(summary.teachers)}
+    if summary.method == "dawid_skene":
+        summary.log_likelihood.append(sum(p["log_likelihood"] for p in parts))
+
+
+def _write_json(uri: str, payload: str) -> None:
+    fs, path = fsspec.core.url_to_fs(uri)
+    fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
+    with fs.open(path, "w") as handle:
+        handle.write(payload)
+
+
+def run_aggregate_job(config: LabelmillConfig) -> AggregateJobSummary:
+    """Aggregate the teachers' votes into one soft label set per corpus document."""
+    cfg = config.aggregate
+    taxonomy = Taxonomy.from_config(config.taxonomy)
+    teachers = resolve_teachers(config)
+    vote_files = [list_vote_parts(config.output_uri, t) for t in teachers]
+    missing = [t for t, files in zip(teachers, vote_files, strict=True) if not files]
+    if missing:
+        raise ValueError(f"no vote files for teachers {missing} under {config.output_uri!r}/votes")
+    if cfg.method == "weighted" and cfg.teacher_weights is not None:
+        configured_weights(config, teachers, len(taxonomy))  # fail before any work
+    use_gold = cfg.use_gold_seed and has_gold(config) and config.gold.seed_fraction > 0
+    spec = BatchSpec(tuple(taxonomy.names), tuple(teachers), use_gold, cfg.soft_votes)
+    summary = AggregateJobSummary(
+        method=cfg.method,
+        teachers=teachers,
+        taxonomy_version=taxonomy.version,
+        label_rate=dict.fromkeys(taxonomy.names, 0.0),
+        labels_uri=aggregate_labels_uri(config),
+        reliability_uri=aggregate_file_uri(config, "reliability.json"),
+        summary_uri=aggregate_file_uri(config, "summary.json"),
+    )
+    with ray_session(config.ray):
+        import ray
+
+        cpus = config.ray.light_stage_cpus
+        rows_in = read_corpus(corpus_without_gold_column(config.corpus), cpus).count()
+        if rows_in == 0:
+            raise ValueError(f"corpus {config.corpus.uri!r} has no documents")
+        partitions = cfg.num_partitions or max(1, int(ray.cluster_resources().get("CPU", 1)))
+        ds = assemble_votes(config, teachers, vote_files, taxonomy.version, partitions)
+        ds = ds.materialize()
+        if ds.count() != rows_in:
+            raise AggregateJobError(f"assembled {ds.count()} rows from {rows_in} corpus documents")
+        fitted, reliability = fit_method(ds, spec, config, summary)
+        fs, labels_path = fsspec.core.url_to_fs(summary.labels_uri)
+        if fs.exists(labels_path):  # overwrite a previous run
+            fs.rm(labels_path, recursive=True)
+        tallies = ds.map_batches(
+            finalize_batch,
+            batch_format="pyarrow",
+            fn_kwargs={"spec": spec, "fitted": fitted},
+            num_cpus=cpus,
+        ).take_all()
+    tally(summary, [pickle.loads(row["blob"]) for row in tallies])
+    if summary.n_docs != rows_in:
+        raise AggregateJobError(
+            f"wrote {summary.n_docs} aggregate rows for {rows_in} corpus documents"
+        )
+    for record in reliability:
+        record["source"] = summary.reliability_source
+    summary.created_at = datetime.now(UTC).isoformat()
+    _write_json(summary.reliability_uri, json.dumps(reliability, indent=2))
+    _write_json(summary.summary_uri, summary.to_json())
+    return summary

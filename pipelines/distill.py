@@ -1,0 +1,325 @@
+"""The distill job (`labelmill distill`): train the student on the aggregate labels, export it.
+
+Ray Data reads the aggregate Parquet and keeps the rows the student may learn from (see
+:func:`labelmill.student.training.usable_rows`), splits them into train/dev by id hash and
+weights them by confidence; Ray Train's ``TorchTrainer`` trains the student with DDP across
+``student.num_workers`` workers (loop in :mod:`pipelines.train_loop`), keeping the checkpoint
+with the best dev loss. The driver then tunes per-label thresholds on the (small) dev split and
+exports a safetensors Hugging Face directory with ``labelmill.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import fsspec
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from labelmill.config import LabelmillConfig, StudentConfig
+from labelmill.layout import aggregate_file_uri, aggregate_labels_uri, student_dir
+from labelmill.models import resolve_model
+from labelmill.taxonomy import Taxonomy
+from pipelines.runtime import ray_session
+
+TRAIN_COLUMNS = ["text", "targets", "weight"]
+DEV_COLUMNS = [*TRAIN_COLUMNS, "gold", "gold_seed"]
+_META_COLUMNS = ["taxonomy_version", "method", "lineage"]
+
+
+class DistillJobError(RuntimeError):
+    """The student could not be trained (no training rows, Ray Train failed, ...)."""
+
+
+@dataclass
+class DistillJobSummary:
+    """What one distill run did."""
+
+    output_dir: str
+    rows_read: int
+    rows_train: int
+    rows_dev: int
+    epochs_run: int
+    best_epoch: int
+    best_dev_loss: float
+    dev_micro_f1: float
+    dev_macro_f1: float
+    threshold_source: str
+    train_seconds: float
+    rows_trained: float
+    seconds: float
+
+    @property
+    def docs_per_s(self) -> float:
+        """Training rows processed per second of training (all workers, all epochs)."""
+        return self.rows_trained / self.train_seconds if self.train_seconds > 0 else 0.0
+
+    def render(self) -> str:
+        """A short human-readable report."""
+        return "\n".join(
+            [
+                f"student exported to {self.output_dir}",
+                f"  rows: {self.rows_read} read, {self.rows_train} train, {self.rows_dev} dev",
+                f"  epochs run: {self.epochs_run} (best {self.best_epoch}), "
+                f"best dev loss {self.best_dev_loss:.4f}",
+                f"  dev F1 at tuned thresholds ({self.threshold_source}): "
+                f"micro {self.dev_micro_f1:.3f}, macro {self.dev_macro_f1:.3f}",
+                f"  training: {self.train_seconds:.1f} s, {self.docs_per_s:.1f} docs/s; "
+                f"job {self.seconds:.1f} s",
+            ]
+        )
+
+
+def _column(batch: pa.Table, name: str) -> list[Any]:
+    """A column as a list, or all-null when the column is absent."""
+    if name in batch.column_names:
+        return batch.column(name).to_pylist()
+    return [None] * batch.num_rows
+
+
+def prepare_batch(
+    batch: pa.Table, num_labels: int, taxonomy_version: str, student: dict[str, Any]
+) -> pa.Table:
+    """Aggregate rows -> the same rows with text, targets (K,), weight, split, gold, gold_seed and
+    the lineage columns. ``split`` is ``train`` or ``dev`` for a usable row and null otherwise
+    (rows made under another taxonomy version are never usable: the job reports them)."""
+    from labelmill.student.training import dev_mask, row_weights, usable_rows
+
+    settings = StudentConfig.model_validate(student)
+    count = batch.num_rows
+    gold, seed, probs = _column(batch, "gold"), _column(batch, "gold_seed"), _column(batch, "probs")
+    texts, errors = _column(batch, "text"), _column(batch, "error")
+    own = [i for i, v in enumerate(_column(batch, "taxonomy_version")) if v == taxonomy_version]
+    keep = np.zeros(count, dtype=bool)
+    keep[own] = usable_rows(
+        [texts[i] for i in own],
+        [probs[i] for i in own],
+        [errors[i] for i in own],
+        [gold[i] is not None for i in own],
+        [seed[i] for i in own],
+        num_labels,
+        settings.exclude_eval_gold,
+    )
+    index = np.flatnonzero(keep)
+    targets = np.asarray([probs[i] for i in index], dtype=np.float64).reshape(-1, num_labels)
+    weights = np.zeros(count, dtype=np.float32)
+    weights[index] = row_weights(targets, settings.confidence_weighting, settings.min_row_weight)
+    ids = _column(batch, "id")
+    dev = dev_mask([ids[i] for i in index], settings.dev_fraction)
+    split: list[str | None] = [None] * count
+    for i, is_dev_row in zip(index, dev, strict=True):
+        split[i] = "dev" if is_dev_row else "train"
+    return pa.table(
+        {
+            "text": pa.array(texts, pa.string()),
+            "targets": pa.array(
+                [probs[i] if keep[i] else None for i in range(count)], pa.list_(pa.float64())
+            ),
+            "weight": pa.array(weights, pa.float32()),
+            "split": pa.array(split, pa.string()),
+            "gold": pa.array(gold, pa.list_(pa.string())),
+            "gold_seed": pa.array([bool(v) for v in seed], pa.bool_()),
+            **{name: pa.array(_column(batch, name), pa.string()) for name in _META_COLUMNS},
+        }
+    )
+
+
+def select_split(batch: pa.Table, split: str, columns: list[str]) -> pa.Table:
+    """The rows of one split (``train`` / ``dev``), with ``columns`` only."""
+    return batch.filter(pc.equal(batch.column("split"), split)).select(columns)
+
+
+def distinct_meta(batch: pa.Table) -> pa.Table:
+    """(taxonomy_version, method, lineage) -> the distinct combinations with their row counts."""
+    return batch.group_by(_META_COLUMNS, use_threads=False).aggregate([([], "count_all")])
+
+
+def _lineage_entries(lineages: list[str | None]) -> list[dict[str, Any]]:
+    """Distinct {teacher, model, mode, prompt_hash} entries of the rows' lineage JSON strings."""
+    seen: dict[str, dict[str, Any]] = {}
+    for text in lineages:
+        try:
+            entries = json.loads(text) if text else []
+        except ValueError:
+            continue
+        for entry in entries if isinstance(entries, list) else []:
+            if isinstance(entry, dict):
+                keep = {k: entry.get(k) for k in ("teacher", "model", "mode", "prompt_hash")}
+                seen[json.dumps([keep[k] for k in ("teacher", "model", "prompt_hash", "mode")])] = (
+                    keep
+                )
+    return [seen[key] for key in sorted(seen)]
+
+
+def _read_summary(config: LabelmillConfig) -> dict[str, Any]:
+    """The aggregate's summary.json, or {} when it is absent or unreadable."""
+    uri = aggregate_file_uri(config, "summary.json")
+    fs, path = fsspec.core.url_to_fs(uri)
+    if not fs.exists(path):
+        return {}
+    try:
+        with fs.open(path, "r", encoding="utf-8") as handle:
+            summary = json.load(handle)
+    except (OSError, ValueError):
+        return {}
+    return summary if isinstance(summary, dict) else {}
+
+
+def _check_inputs(config: LabelmillConfig) -> tuple[str, str]:
+    """The backbone's local path and the export dir; ValueError for bad config values."""
+    out_dir = student_dir(config)
+    if "://" in out_dir:
+        raise ValueError(
+            f"the student is exported to a local directory, got {out_dir!r}: set "
+            "student.output_dir to a local path when output_uri is remote"
+        )
+    backbone = resolve_model(config.student.backbone)
+    if not (Path(backbone) / "config.json").is_file():
+        raise ValueError(
+            f"student.backbone {config.student.backbone!r} is not a local Hugging Face model "
+            "directory (no config.json) nor a bundled model name"
+        )
+    uri = aggregate_labels_uri(config)
+    fs, path = fsspec.core.url_to_fs(uri)
+    if not fs.exists(path):
+        raise DistillJobError(f"no aggregate labels at {uri!r}: run `labelmill aggregate` first")
+    return backbone, out_dir
+
+
+def _prepare_datasets(config: LabelmillConfig, taxonomy: Taxonomy) -> tuple[Any, Any, list[dict]]:
+    """Read the aggregate once -> materialized train / dev datasets and the distinct
+    (taxonomy_version, method, lineage, count_all) records of all rows read."""
+    import ray
+
+    uri = aggregate_labels_uri(config)
+    light = {"num_cpus": config.ray.light_stage_cpus, "batch_format": "pyarrow"}
+    settings = {
+        "num_labels": len(taxonomy),
+        "taxonomy_version": taxonomy.version,
+        "student": config.student.model_dump(),
+    }
+    prepared = ray.data.read_parquet(uri).map_batches(prepare_batch, fn_kwargs=settings, **light)
+    prepared = prepared.materialize()
+    meta = prepared.select_columns(_META_COLUMNS).map_batches(distinct_meta, **light).take_all()
+    versions = sorted({str(r["taxonomy_version"]) for r in meta})
+    if versions and versions != [taxonomy.version]:
+        raise DistillJobError(
+            f"aggregate labels at {uri!r} were made under taxonomy version(s) {versions}, "
+            f"the config's taxonomy is {taxonomy.version!r}: re-run `labelmill aggregate`"
+        )
+    train_ds, dev_ds = (
+        prepared.map_batches(select_split, fn_kwargs={"split": name, "columns": cols}, **light)
+        for name, cols in (("train", TRAIN_COLUMNS), ("dev", DEV_COLUMNS))
+    )
+    return train_ds.materialize(), dev_ds.materialize(), meta
+
+
+def _lineage(
+    config: LabelmillConfig, meta: list[dict], fit: Any, scores: Any, rows: tuple[int, int]
+) -> dict[str, Any]:
+    """The export's lineage record (see the module doc of labelmill.student.export)."""
+    summary = _read_summary(config)
+    return {
+        "taxonomy_version": Taxonomy.from_config(config.taxonomy).version,
+        "aggregate": {
+            "uri": aggregate_labels_uri(config),
+            "method": summary.get("method") or sorted({str(r["method"]) for r in meta}),
+            "teachers": summary.get("teachers"),
+            "teacher_lineage": _lineage_entries([r["lineage"] for r in meta]),
+        },
+        "training_rows": rows[0],
+        "dev_rows": rows[1],
+        "threshold_source": scores.source,
+        "threshold_rows": scores.rows,
+        "backbone": config.student.backbone,
+        "student_config": config.student.model_dump(),
+        "epochs_run": fit.epochs_run,
+        "best_epoch": fit.best_epoch,
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+
+
+def run_distill_job(config: LabelmillConfig) -> DistillJobSummary:
+    """Train the student on the aggregate labels with Ray Train and export it (see module doc)."""
+    from transformers import AutoTokenizer
+
+    from labelmill.student.export import export_student
+    from pipelines.train_loop import fit_student, score_dev, storage_for
+
+    started = time.perf_counter()
+    taxonomy = Taxonomy.from_config(config.taxonomy)
+    backbone, out_dir = _check_inputs(config)
+    student = config.student
+    with ray_session(config.ray):
+        import ray.exceptions
+        import ray.train
+
+        train_ds, dev_ds, meta = _prepare_datasets(config, taxonomy)
+        rows_train, rows_dev = train_ds.count(), dev_ds.count()
+        if rows_train < student.num_workers:
+            raise DistillJobError(
+                f"{rows_train} usable training rows in {aggregate_labels_uri(config)!r} for "
+                f"{student.num_workers} worker(s): rows need text and probabilities and no error"
+            )
+        if rows_dev == 0:
+            raise DistillJobError(
+                f"the dev split is empty ({rows_train} training rows, student.dev_fraction="
+                f"{student.dev_fraction}): raise dev_fraction or add documents"
+            )
+        storage, private = storage_for(config.output_uri)
+        try:
+            fit = fit_student(
+                train_ds,
+                dev_ds.select_columns(TRAIN_COLUMNS),
+                student,
+                backbone,
+                list(taxonomy.names),
+                storage,
+                private,
+            )
+        except (ray.train.TrainingFailedError, ray.exceptions.RayError, RuntimeError) as exc:
+            raise DistillJobError(f"training the student with Ray Train failed: {exc}") from exc
+        dev_rows = dev_ds.take_all()
+    tokenizer = AutoTokenizer.from_pretrained(backbone, local_files_only=True)
+    scores = score_dev(fit.model, tokenizer, dev_rows, config)
+    metrics = {
+        "best_dev_loss": fit.best_dev_loss,
+        "dev_micro_f1": scores.micro_f1,
+        "dev_macro_f1": scores.macro_f1,
+        "epochs_run": fit.epochs_run,
+        "train_seconds": fit.train_seconds,
+    }
+    lineage = _lineage(config, meta, fit, scores, (rows_train, rows_dev))
+    shutil.rmtree(out_dir, ignore_errors=True)
+    export_student(
+        fit.model,
+        tokenizer,
+        out_dir,
+        list(taxonomy.names),
+        taxonomy.version,
+        scores.thresholds,
+        lineage,
+        metrics,
+    )
+    return DistillJobSummary(
+        output_dir=out_dir,
+        rows_read=int(sum(int(r["count_all"]) for r in meta)),
+        rows_train=rows_train,
+        rows_dev=rows_dev,
+        epochs_run=fit.epochs_run,
+        best_epoch=fit.best_epoch,
+        best_dev_loss=fit.best_dev_loss,
+        dev_micro_f1=scores.micro_f1,
+        dev_macro_f1=scores.macro_f1,
+        threshold_source=scores.source,
+        train_seconds=fit.train_seconds,
+        rows_trained=fit.rows_trained,
+        seconds=time.perf_counter() - started,
+    )

@@ -1,0 +1,413 @@
+"""The `embedding` teacher on Ray Data: encoder actors, calibration by map/reduce, vote records.
+
+Two passes. (1) An actor pool (:class:`EncodeDocuments`, the encoder loaded once per replica)
+turns every document into K raw cosine scores; the scored corpus is materialized. (2) The driver
+fits a :class:`~labelmill.embedding.ScoreCalibrator` from per-batch score moments (sums and
+sums of squares, reduced on the driver: the corpus is never collected) and the gold seed rows'
+scores (small), writes it beside the votes as ``calibration-<prompt_hash>.json``, and the scores
+become vote records batch by batch. A resumed run finds that file and encodes only the
+documents still to do.
+
+Placement follows the teacher config: ``accelerator: gpu`` puts each replica on a GPU
+(``num_gpus=1``) and fails early on a cluster without GPUs; ``accelerator: cpu`` reserves
+``cpus_per_replica`` CPUs per replica and uses as many torch threads.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import fsspec
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from labelmill.config import LabelmillConfig
+from labelmill.documents import check_text
+from labelmill.embedding import (
+    ScoreCalibrator,
+    ScoreMoments,
+    cosine_scores,
+    embedding_prompt_hash,
+    id_digest,
+    l2_normalize,
+    label_texts,
+    mean_pool,
+)
+from labelmill.records import vote_schema
+from labelmill.requests import TeacherPlan
+from pipelines.gold import read_gold
+from pipelines.votes_io import done_ids, votes_dir
+
+
+def scored_schema() -> pa.Schema:
+    """Pass-1 rows: id, raw cosine scores (K, null on error), error, truncated, prompt_tokens."""
+    return pa.schema(
+        [
+            ("id", pa.string()),
+            ("scores", pa.list_(pa.float64())),
+            ("error", pa.string()),
+            ("truncated", pa.bool_()),
+            ("prompt_tokens", pa.int64()),
+        ]
+    )
+
+
+class EmbeddingTeacherError(RuntimeError):
+    """The encoder could not score the corpus (job-fatal)."""
+
+
+class EncodeDocuments:
+    """Ray Data UDF (actor): (id, text) batches -> raw cosine scores against every label."""
+
+    def __init__(
+        self,
+        model_path: str,
+        max_length: int,
+        texts: list[str],
+        device: str,
+        threads: int,
+        tokens_per_pass: int = 4096,
+    ) -> None:
+        import torch
+        from transformers import AutoModel, AutoTokenizer
+
+        if device == "cuda" and not torch.cuda.is_available():
+            raise RuntimeError("accelerator 'gpu' was asked for but torch sees no CUDA device")
+        if device == "cpu":
+            torch.set_num_threads(threads)
+        self.torch = torch
+        self.device = device
+        self.tokens_per_pass = tokens_per_pass
+        self.tokenizer = AutoTokenizer.from_pretrained(model_path)
+        self.model = AutoModel.from_pretrained(model_path).to(device).eval()
+        positions = getattr(self.model.config, "max_position_embeddings", None) or max_length
+        self.max_length = min(max_length, int(positions))
+        self.label_vectors, _, _ = self.embed(texts)
+
+    def embed(self, texts: list[str]) -> tuple[np.ndarray, list[int], list[bool]]:
+        """texts (N) -> (L2-normalised mean-pooled embeddings (N, D), tokens used, truncated).
+
+        Texts are encoded in order of length, in passes of about ``tokens_per_pass`` padded
+        tokens, so that short texts are not padded to the longest of the batch.
+        """
+        full = [len(ids) for ids in self.tokenizer(texts, verbose=False)["input_ids"]]
+        used = [min(n, self.max_length) for n in full]
+        order = sorted(range(len(texts)), key=used.__getitem__)
+        passes: list[list[int]] = [[]]
+        for index in order:  # ascending length: a pass is padded to its last text
+            if passes[-1] and (len(passes[-1]) + 1) * used[index] > self.tokens_per_pass:
+                passes.append([])
+            passes[-1].append(index)
+        encoded = np.concatenate([self._encode([texts[i] for i in chunk]) for chunk in passes])
+        vectors = np.empty_like(encoded)
+        vectors[order] = encoded
+        truncated = [n > u for n, u in zip(full, used, strict=True)]
+        return vectors, used, truncated
+
+    def _encode(self, texts: list[str]) -> np.ndarray:
+        """One forward pass: texts (n) -> L2-normalised mean-pooled embeddings (n, D)."""
+        encoded = self.tokenizer(
+            texts, truncation=True, max_length=self.max_length, padding=True, return_tensors="pt"
+        )
+        with self.torch.inference_mode():
+            inputs = {name: tensor.to(self.device) for name, tensor in encoded.items()}
+            hidden = self.model(**inputs).last_hidden_state.float().cpu().numpy()
+        return l2_normalize(mean_pool(hidden, encoded["attention_mask"].numpy()))
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        ids = batch["id"].to_pylist()
+        checked = [check_text(value) for value in batch["text"].to_pylist()]
+        good = [i for i, c in enumerate(checked) if c.error is None]
+        scores: list[list[float] | None] = [None] * len(ids)
+        tokens, truncated = [0] * len(ids), [False] * len(ids)
+        if good:
+            vectors, used, cut = self.embed([checked[i].text for i in good])
+            matrix = cosine_scores(vectors, self.label_vectors)
+            for row, index in enumerate(good):
+                scores[index] = matrix[row].tolist()
+                tokens[index], truncated[index] = used[row], cut[row]
+        return pa.Table.from_pydict(
+            {
+                "id": ids,
+                "scores": scores,
+                "error": [c.error for c in checked],
+                "truncated": truncated,
+                "prompt_tokens": tokens,
+            },
+            schema=scored_schema(),
+        )
+
+
+def score_moments_batch(batch: pa.Table, k: int) -> pa.Table:
+    """Ray Data UDF: one row of score moments (count, total (K), total_sq (K)) of a batch."""
+    good = [s for s in batch["scores"].to_pylist() if s is not None]
+    moments = ScoreMoments.of(np.asarray(good, dtype=np.float64).reshape(len(good), k))
+    return pa.table(
+        {
+            "count": [moments.count],
+            "total": [moments.total.tolist()],
+            "total_sq": [moments.total_sq.tolist()],
+        }
+    )
+
+
+def id_digest_batch(batch: pa.Table) -> pa.Table:
+    """Ray Data UDF: one row with the order-free digest of a batch's ids (as a string)."""
+    return pa.table({"digest": [str(id_digest(batch["id"].to_pylist()))]})
+
+
+def keep_ids(batch: pa.Table, ids: pa.Array, keep: bool) -> pa.Table:
+    """Rows of ``batch`` whose id is in ``ids`` (``keep``) or not in it (``not keep``)."""
+    member = pc.is_in(batch["id"], value_set=ids)
+    return batch.filter(member if keep else pc.invert(member))
+
+
+def vote_records_batch(
+    batch: pa.Table, calibration: dict[str, Any], lineage: dict[str, Any], names: list[str]
+) -> pa.Table:
+    """Ray Data UDF: scored rows -> vote records (probs calibrated, labels where p >= 0.5)."""
+    calibrator = ScoreCalibrator.from_dict(calibration)
+    rows = batch.to_pylist()
+    good = [row for row in rows if row["scores"] is not None]
+    probs = calibrator.predict_proba(
+        np.asarray([row["scores"] for row in good], dtype=np.float64).reshape(len(good), len(names))
+    )
+    by_id = {row["id"]: p for row, p in zip(good, probs, strict=True)}
+    now = datetime.now(UTC)
+    records = []
+    for row in rows:
+        record = {
+            **lineage,
+            "id": row["id"],
+            "labels": [],
+            "probs": None,
+            "raw_output": None,
+            "error": row["error"],
+            "truncated": bool(row["truncated"]),
+            "prompt_tokens": int(row["prompt_tokens"] or 0),
+            "output_tokens": 0,
+            "created_at": now,
+        }
+        if row["scores"] is not None:
+            p = by_id[row["id"]]
+            record.update(
+                probs=[float(v) for v in p],
+                labels=[name for name, v in zip(names, p, strict=True) if v >= 0.5],
+                raw_output=json.dumps([round(s, 4) for s in row["scores"]]),
+            )
+        records.append(record)
+    return pa.Table.from_pylist(records, schema=vote_schema())
+
+
+class EmbeddingTeacherRun:
+    """One embedding teacher in one label job: its lineage hash and its votes stage.
+
+    ``corpus`` is the job's corpus dataset (id, text[, gold]); ``cpus`` is reserved by each
+    light task. Building it reads the corpus ids and the gold seed (both cheap).
+    """
+
+    def __init__(self, config: LabelmillConfig, plan: TeacherPlan, corpus: Any, cpus: float):
+        teacher = plan.teacher
+        self.config, self.plan, self.corpus, self.cpus = config, plan, corpus, cpus
+        settings = teacher.embedding
+        self.texts = label_texts(
+            plan.taxonomy.names, plan.taxonomy.descriptions, settings.label_text
+        )
+        self.seed_ids, self.seed_gold = read_seed(config, plan, cpus)
+        if settings.calibration == "platt" and not self.seed_ids:
+            raise ValueError(
+                f"teacher {teacher.name!r}: calibration 'platt' needs gold seed documents "
+                f"(gold.seed_fraction > 0 and gold labels), got {len(self.seed_ids)}"
+            )
+        source = {
+            "corpus_ids": corpus_digest(corpus, cpus),
+            "seed": seed_digest(self.seed_ids, self.seed_gold),
+        }
+        self.calibration_settings = {
+            "calibration": settings.calibration,
+            "prior_rate": settings.prior_rate,
+            "prior_slope": settings.prior_slope,
+        }
+        self.prompt_hash = embedding_prompt_hash(
+            teacher.model,
+            settings.max_length,
+            self.texts,
+            self.calibration_settings,
+            json.dumps(source, sort_keys=True),
+        )
+
+    def calibration_uri(self) -> str:
+        """Where the fitted calibration of this prompt hash is kept."""
+        return (
+            f"{votes_dir(self.config.output_uri, self.plan.teacher.name)}/"
+            f"calibration-{self.prompt_hash}.json"
+        )
+
+    def encode(self, docs: Any) -> Any:
+        """Dataset of (id, text) -> dataset of scored rows (see :func:`scored_schema`)."""
+        teacher = self.plan.teacher
+        gpu = teacher.accelerator == "gpu"
+        if gpu:
+            import ray
+
+            if ray.cluster_resources().get("GPU", 0) < 1:
+                raise ValueError(
+                    f"teacher {teacher.name!r}: accelerator 'gpu' but the Ray cluster has no "
+                    "GPU; set accelerator: cpu"
+                )
+        return docs.select_columns(["id", "text"]).map_batches(
+            EncodeDocuments,
+            fn_constructor_kwargs={
+                "model_path": self.plan.model_path,
+                "max_length": teacher.embedding.max_length,
+                "texts": self.texts,
+                "device": "cuda" if gpu else "cpu",
+                "threads": max(1, int(teacher.cpus_per_replica)),
+            },
+            batch_format="pyarrow",
+            batch_size=teacher.batch_size,
+            concurrency=teacher.concurrency,
+            num_cpus=teacher.cpus_per_replica,
+            num_gpus=1 if gpu else 0,
+        )
+
+    def fit(self, scored: Any) -> ScoreCalibrator:
+        """Fit the calibration from a scored corpus (moments reduced on the driver, seed rows)."""
+        k = len(self.plan.taxonomy)
+        moments = ScoreMoments(0, np.zeros(k), np.zeros(k))
+        for row in scored.map_batches(
+            score_moments_batch, fn_kwargs={"k": k}, batch_format="pyarrow", num_cpus=self.cpus
+        ).iter_rows():
+            moments = moments.merge(
+                ScoreMoments(row["count"], np.asarray(row["total"]), np.asarray(row["total_sq"]))
+            )
+        if moments.count == 0:
+            raise ValueError(
+                f"teacher {self.plan.teacher.name!r}: no document has usable text to score"
+            )
+        mean, std = moments.mean_std()
+        seed_scores, seed_gold = None, None
+        if self.seed_ids:
+            gold_of = dict(zip(self.seed_ids, self.seed_gold, strict=True))
+            rows = [
+                r
+                for r in scored.map_batches(
+                    keep_ids,
+                    fn_kwargs={"ids": pa.array(self.seed_ids, pa.string()), "keep": True},
+                    batch_format="pyarrow",
+                    num_cpus=self.cpus,
+                ).take_all()
+                if r["scores"] is not None
+            ]
+            if rows:
+                seed_scores = np.asarray([r["scores"] for r in rows], dtype=np.float64)
+                seed_gold = np.asarray([gold_of[r["id"]] for r in rows], dtype=np.float64)
+        settings = self.plan.teacher.embedding
+        return ScoreCalibrator(settings.calibration, settings.prior_rate, settings.prior_slope).fit(
+            mean, std, seed_scores, seed_gold
+        )
+
+    def load_calibration(self) -> ScoreCalibrator | None:
+        """The calibration fitted earlier for this prompt hash, if a run got that far."""
+        fs, path = fsspec.core.url_to_fs(self.calibration_uri())
+        if not fs.exists(path):
+            return None
+        with fs.open(path, "r") as handle:
+            return ScoreCalibrator.from_dict(json.load(handle))
+
+    def save_calibration(self, calibrator: ScoreCalibrator) -> None:
+        """Write the fitted calibration atomically beside the vote parts."""
+        fs, path = fsspec.core.url_to_fs(self.calibration_uri())
+        parent = path.rsplit("/", 1)[0]
+        fs.makedirs(parent, exist_ok=True)
+        temporary = f"{parent}/.tmp-{uuid.uuid4().hex}.json"
+        with fs.open(temporary, "w") as handle:
+            json.dump(calibrator.to_dict(), handle, indent=1)
+        fs.mv(temporary, path)
+
+    def votes(self, todo: Any) -> Any:
+        """Dataset of (id, text) still to do -> dataset of vote records (one per document).
+
+        Without a saved calibration the whole corpus is scored first (the fit needs it); the
+        rows already written under this prompt hash are then left out.
+        """
+        calibrator = self.load_calibration()
+        if calibrator is None:
+            from ray.exceptions import RayError
+
+            try:
+                scored = self.encode(self.corpus).materialize()
+            except RayError as error:
+                raise EmbeddingTeacherError(
+                    f"teacher {self.plan.teacher.name!r}: encoding the corpus failed: "
+                    f"{type(error).__name__}: {error}"
+                ) from error
+            calibrator = self.fit(scored)
+            self.save_calibration(calibrator)
+            plan = self.plan
+            done = done_ids(
+                self.config.output_uri, plan.teacher.name, self.prompt_hash, plan.taxonomy.version
+            )
+            if len(done):
+                scored = scored.map_batches(
+                    keep_ids,
+                    fn_kwargs={"ids": done, "keep": False},
+                    batch_format="pyarrow",
+                    num_cpus=self.cpus,
+                )
+        else:
+            scored = self.encode(todo)
+        lineage = {
+            "teacher": self.plan.teacher.name,
+            "model": self.plan.teacher.model,
+            "mode": "embedding",
+            "prompt_hash": self.prompt_hash,
+            "taxonomy_version": self.plan.taxonomy.version,
+        }
+        return scored.map_batches(
+            vote_records_batch,
+            fn_kwargs={
+                "calibration": calibrator.to_dict(),
+                "lineage": lineage,
+                "names": list(self.plan.taxonomy.names),
+            },
+            batch_format="pyarrow",
+            num_cpus=self.cpus,
+        )
+
+
+def read_seed(
+    config: LabelmillConfig, plan: TeacherPlan, cpus: float
+) -> tuple[list[str], list[list[int]]]:
+    """The gold seed on the driver (it is small): ids and multi-hot gold (K per id)."""
+    gold = read_gold(config, cpus)
+    if gold is None or config.gold.seed_fraction <= 0:
+        return [], []
+    ids: list[str] = []
+    hot: list[list[int]] = []
+    for batch in gold.iter_batches(batch_format="pyarrow", batch_size=4096):
+        seeds = batch.filter(batch["gold_seed"])
+        for doc_id, labels in zip(seeds["id"].to_pylist(), seeds["gold"].to_pylist(), strict=True):
+            ids.append(doc_id)
+            hot.append(plan.taxonomy.to_multi_hot(labels))
+    return ids, hot
+
+
+def corpus_digest(corpus: Any, cpus: float) -> str:
+    """Order-free digest of a corpus' ids, map/reduced (16 hex digits)."""
+    parts = corpus.map_batches(id_digest_batch, batch_format="pyarrow", num_cpus=cpus)
+    return f"{sum(int(row['digest']) for row in parts.iter_rows()) % 2**64:016x}"
+
+
+def seed_digest(ids: list[str], gold: list[list[int]]) -> str:
+    """Digest of the gold seed: its (id, multi-hot gold) pairs in id order (16 hex digits)."""
+    key = "\n".join(
+        f"{doc_id}\x1f{''.join(map(str, row))}"
+        for doc_id, row in sorted(zip(ids, gold, strict=True))
+    )
+    return hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()[:16]

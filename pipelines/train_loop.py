@@ -1,0 +1,290 @@
+"""The Ray Train part of `labelmill distill`: the per-worker loop, the trainer, dev scoring.
+
+Each worker reads its shard of the ``train`` and ``dev`` datasets (columns ``text``, ``targets``
+(list of K floats), ``weight``), tokenizes in the worker with the backbone's tokenizer, trains
+the DDP-wrapped student for an epoch, computes the dev loss summed over all workers, and
+reports it; rank 0 attaches a safetensors checkpoint whenever the dev loss improved. All
+workers stop together after ``patience`` epochs without improvement (they see the same loss).
+On the driver, :func:`fit_student` runs the ``TorchTrainer`` and loads the best checkpoint, and
+:func:`score_dev` tunes the thresholds on the dev split.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import fsspec
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from labelmill.config import LabelmillConfig, StudentConfig
+from labelmill.layout import run_path
+
+# Key of the reported metric that checkpoints are ranked by (lower is better).
+DEV_LOSS_KEY = "dev_loss"
+
+
+def arrow_to_torch_batch(
+    batch: pa.Table, tokenizer: Any, num_labels: int, max_length: int
+) -> dict[str, Any]:
+    """One Arrow batch -> model inputs (B, L) plus ``targets`` (B, K) and ``weights`` (B,)."""
+    import torch
+
+    from labelmill.student.model import tokenize_batch
+
+    rows = batch.num_rows
+    flat = pc.list_flatten(batch.column("targets")).to_numpy(zero_copy_only=False)
+    if flat.size != rows * num_labels:
+        raise ValueError(f"targets must hold {num_labels} values per row, got {flat.size}/{rows}")
+    inputs = tokenize_batch(tokenizer, batch.column("text").to_pylist(), max_length)
+    inputs["targets"] = torch.from_numpy(flat.reshape(rows, num_labels).astype(np.float32))
+    weights = batch.column("weight").to_numpy(zero_copy_only=False).astype(np.float32)
+    inputs["weights"] = torch.from_numpy(weights)
+    return inputs
+
+
+def _batches(
+    shard: Any, tokenizer: Any, settings: Any, num_labels: int, counter: list[int], seed: int | None
+) -> Iterator[dict[str, Any]]:
+    """Tokenized batches of a dataset shard; ``counter[0]`` accumulates the rows yielded."""
+    shuffle = {"local_shuffle_buffer_size": 4 * settings.batch_size, "local_shuffle_seed": seed}
+    for batch in shard.iter_batches(
+        batch_size=settings.batch_size,
+        batch_format="pyarrow",
+        **(shuffle if seed is not None else {}),
+    ):
+        if batch.num_rows == 0:
+            continue
+        counter[0] += batch.num_rows
+        yield arrow_to_torch_batch(batch, tokenizer, num_labels, settings.max_length)
+
+
+def _all_reduce_sum(values: list[float]) -> list[float]:
+    """Sum ``values`` over all workers (identity when not distributed)."""
+    import torch
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()):
+        return list(values)
+    import ray.train.torch
+
+    tensor = torch.tensor(values, dtype=torch.float64, device=ray.train.torch.get_device())
+    dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+    return [float(v) for v in tensor.cpu()]
+
+
+def _dev_sums(module: Any, batches: Iterator[dict[str, Any]], loss_fn: Any) -> tuple[float, float]:
+    """(sum of row-weighted dev losses, sum of weights) over this worker's dev shard."""
+    import torch
+
+    device = next(module.parameters()).device
+    module.eval()
+    total, weight = 0.0, 0.0
+    with torch.no_grad():
+        for batch in batches:
+            inputs = {k: v.to(device) for k, v in batch.items() if k not in ("targets", "weights")}
+            weights = batch["weights"].to(device)
+            logits = module(**inputs).logits.float()
+            loss = float(loss_fn(logits, batch["targets"].to(device), weights))
+            total += loss * float(weights.sum())
+            weight += float(weights.sum())
+    return total, weight
+
+
+def train_student_worker(loop_config: dict[str, Any]) -> dict[str, float]:
+    """Ray Train entry point; ``loop_config`` holds ``student`` (StudentConfig dump),
+    ``backbone_path`` and ``names`` (taxonomy order)."""
+    import ray.train
+    import ray.train.torch
+    import torch
+    from transformers import AutoTokenizer
+
+    from labelmill.student.model import build_student, train_epoch
+    from labelmill.student.training import EarlyStopping, loss_function
+
+    settings = StudentConfig.model_validate(loop_config["student"])
+    names: list[str] = list(loop_config["names"])
+    backbone = str(loop_config["backbone_path"])
+    if not settings.use_gpu:
+        torch.set_num_threads(max(1, int(settings.cpus_per_worker)))
+    torch.manual_seed(settings.seed)
+    tokenizer = AutoTokenizer.from_pretrained(backbone, local_files_only=True)
+    model = build_student(backbone, len(names), dict(enumerate(names)))
+    model = ray.train.torch.prepare_model(model)
+    module = getattr(model, "module", model)
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=settings.learning_rate, weight_decay=settings.weight_decay
+    )
+    loss_fn = loss_function(settings)
+    train_shard = ray.train.get_dataset_shard("train")
+    dev_shard = ray.train.get_dataset_shard("dev")
+    rank = ray.train.get_context().get_world_rank()
+    tracker = EarlyStopping(settings.patience)
+    train_seconds, rows_trained = 0.0, 0.0
+    for epoch in range(1, settings.epochs + 1):
+        counter = [0]
+        started = time.perf_counter()
+        batches = _batches(
+            train_shard, tokenizer, settings, len(names), counter, settings.seed + epoch
+        )
+        local_train_loss = train_epoch(model, batches, optimizer, loss_fn)
+        train_seconds += time.perf_counter() - started
+        dev_total, dev_weight = _dev_sums(
+            module, _batches(dev_shard, tokenizer, settings, len(names), [0], None), loss_fn
+        )
+        loss_sum, dev_total, dev_weight, epoch_rows = _all_reduce_sum(
+            [local_train_loss * counter[0], dev_total, dev_weight, float(counter[0])]
+        )
+        if dev_weight <= 0.0:
+            raise RuntimeError("the dev split yielded no rows to compute a dev loss on")
+        rows_trained += epoch_rows
+        dev_loss = dev_total / dev_weight
+        improved = tracker.update(dev_loss)
+        metrics = {
+            "epoch": epoch,
+            "train_loss": loss_sum / max(epoch_rows, 1.0),
+            DEV_LOSS_KEY: dev_loss,
+            "best_dev_loss": tracker.best_loss,
+            "best_epoch": tracker.best_epoch,
+            "train_seconds": train_seconds,
+            "rows_trained": rows_trained,
+        }
+        if improved and rank == 0:
+            with tempfile.TemporaryDirectory(prefix="labelmill-ckpt-") as tmp:
+                module.save_pretrained(tmp, safe_serialization=True)
+                ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp))
+        else:
+            ray.train.report(metrics)
+        if tracker.should_stop:
+            break
+    return {
+        "epochs_run": tracker.epochs_run,
+        "best_epoch": tracker.best_epoch,
+        "best_dev_loss": tracker.best_loss,
+        "train_seconds": train_seconds,
+        "rows_trained": rows_trained,
+    }
+
+
+@dataclass
+class FitResult:
+    """The best student of a Ray Train run (loaded on the driver) and its training figures."""
+
+    model: Any
+    epochs_run: int
+    best_epoch: int
+    best_dev_loss: float
+    train_seconds: float
+    rows_trained: float
+
+
+def _remove_run(run_dir: str, storage: str, private: bool) -> None:
+    """Delete a finished run's checkpoints, and the storage dir when it is private or empty."""
+    fs, path = fsspec.core.url_to_fs(run_dir)
+    if fs.exists(path):
+        fs.rm(path, recursive=True)
+    fs, path = fsspec.core.url_to_fs(storage)
+    if fs.exists(path) and (private or not fs.ls(path)):
+        fs.rm(path, recursive=True)
+
+
+def fit_student(
+    train_ds: Any,
+    dev_ds: Any,
+    student: StudentConfig,
+    backbone_path: str,
+    names: list[str],
+    storage: str,
+    private_storage: bool,
+) -> FitResult:
+    """Run the TorchTrainer over ``train``/``dev`` (columns ``TRAIN_COLUMNS``) and load the best
+    checkpoint; the run's storage is removed afterwards unless training failed. Ray Train
+    errors (``ray.train.TrainingFailedError``) propagate."""
+    import ray.train
+    from ray.train.torch import TorchTrainer
+    from transformers import AutoModelForSequenceClassification
+
+    name = f"distill-{datetime.now(UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
+    trainer = TorchTrainer(
+        train_student_worker,
+        train_loop_config={
+            "student": student.model_dump(),
+            "backbone_path": backbone_path,
+            "names": names,
+        },
+        scaling_config=ray.train.ScalingConfig(
+            num_workers=student.num_workers,
+            use_gpu=student.use_gpu,
+            resources_per_worker={"CPU": student.cpus_per_worker},
+        ),
+        run_config=ray.train.RunConfig(
+            name=name,
+            storage_path=storage,
+            checkpoint_config=ray.train.CheckpointConfig(
+                num_to_keep=1, checkpoint_score_attribute=DEV_LOSS_KEY, checkpoint_score_order="min"
+            ),
+        ),
+        datasets={"train": train_ds, "dev": dev_ds},
+    )
+    result = trainer.fit()
+    checkpoint = result.get_best_checkpoint(DEV_LOSS_KEY, "min") or result.checkpoint
+    final = result.return_value
+    if checkpoint is None or not isinstance(final, dict):
+        raise RuntimeError(f"the Ray Train run {name!r} reported no checkpoint or no summary")
+    with checkpoint.as_directory() as ckpt_dir:
+        model = AutoModelForSequenceClassification.from_pretrained(
+            ckpt_dir, local_files_only=True, trust_remote_code=False
+        )
+    _remove_run(run_path(storage, name), storage, private_storage)
+    return FitResult(
+        model=model,
+        epochs_run=int(final["epochs_run"]),
+        best_epoch=int(final["best_epoch"]),
+        best_dev_loss=float(final["best_dev_loss"]),
+        train_seconds=float(final["train_seconds"]),
+        rows_trained=float(final["rows_trained"]),
+    )
+
+
+def storage_for(output_uri: str) -> tuple[str, bool]:
+    """Where Ray Train keeps its checkpoints, and whether that is a private temp dir."""
+    if output_uri.startswith("memory://"):
+        return tempfile.mkdtemp(prefix="labelmill-distill-"), True
+    if "://" in output_uri:
+        return run_path(output_uri, "student-train"), False
+    return str(Path(output_uri, "student-train").resolve()), False
+
+
+def score_dev(
+    model: Any, tokenizer: Any, dev_rows: list[dict[str, Any]], config: LabelmillConfig
+) -> Any:
+    """The best student's dev probabilities -> tuned thresholds and dev F1 (DevScores)."""
+    from labelmill.student.model import predict_proba
+    from labelmill.student.training import tune_on_dev
+
+    names = [label.name for label in config.taxonomy.labels]
+    probs = predict_proba(
+        model,
+        tokenizer,
+        [row["text"] for row in dev_rows],
+        config.student.batch_size,
+        config.student.max_length,
+    )
+    agg = np.asarray([row["targets"] for row in dev_rows], dtype=np.float64).reshape(-1, len(names))
+    return tune_on_dev(
+        probs,
+        agg,
+        [row["gold"] for row in dev_rows],
+        [row["gold_seed"] for row in dev_rows],
+        names,
+        config.aggregate.threshold,
+        config.student.min_gold_dev_rows,
+    )

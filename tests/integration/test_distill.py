@@ -1,0 +1,219 @@
+"""`labelmill distill` on a local Ray: 2 Ray Train workers, a tiny random BERT, ~60 documents."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import torch
+from conftest import LABELS, job_config
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+from labelmill.aggregate import threshold_probs
+from labelmill.layout import aggregate_file_uri, aggregate_labels_uri, is_dev, student_dir
+from labelmill.metrics import precision_recall_f1
+from labelmill.student.model import predict_proba
+from labelmill.taxonomy import Taxonomy
+from pipelines.distill import DistillJobError, run_distill_job
+
+# Label k is on when its keyword is in the text (all keywords are in the tiny BERT's vocab).
+KEYWORDS = ["editor", "text", "music", "server"]
+FILLER = [
+    "the",
+    "a",
+    "of",
+    "to",
+    "and",
+    "is",
+    "for",
+    "with",
+    "program",
+    "tool",
+    "library",
+    "file",
+    "data",
+    "window",
+    "viewer",
+]
+LINEAGE = json.dumps(
+    [
+        {"teacher": "t1", "model": "m1", "mode": "set", "prompt_hash": "h1"},
+        {"teacher": "t2", "model": "m2", "mode": "score", "prompt_hash": "h2"},
+    ]
+)
+SCHEMA = pa.schema(
+    [
+        ("id", pa.string()),
+        ("text", pa.string()),
+        ("gold", pa.list_(pa.string())),
+        ("gold_seed", pa.bool_()),
+        ("teachers", pa.list_(pa.string())),
+        ("teacher_probs", pa.list_(pa.list_(pa.float64()))),
+        ("probs", pa.list_(pa.float64())),
+        ("labels", pa.list_(pa.string())),
+        ("agreement", pa.float64()),
+        ("n_teachers", pa.int64()),
+        ("method", pa.string()),
+        ("taxonomy_version", pa.string()),
+        ("lineage", pa.string()),
+        ("error", pa.string()),
+    ]
+)
+
+
+def aggregate_row(doc_id: str, text: str | None, probs: list[float] | None, version: str) -> dict:
+    names = [name for name, _ in LABELS]
+    labels = [n for n, p in zip(names, probs or [], strict=False) if p >= 0.5]
+    return {
+        "id": doc_id,
+        "text": text,
+        "gold": None,
+        "gold_seed": False,
+        "teachers": ["t1", "t2"],
+        "teacher_probs": [probs, probs] if probs else [None, None],
+        "probs": probs,
+        "labels": labels,
+        "agreement": 1.0,
+        "n_teachers": 2 if probs else 0,
+        "method": "dawid_skene",
+        "taxonomy_version": version,
+        "lineage": LINEAGE,
+        "error": None if probs else "all teachers failed",
+    }
+
+
+def learnable_rows(count: int, version: str, seed: int = 0) -> list[dict]:
+    rng = random.Random(seed)
+    rows = []
+    for i in range(count):
+        on = [rng.random() < 0.5 for _ in KEYWORDS]
+        words = rng.sample(FILLER, 6) + [w for w, flag in zip(KEYWORDS, on, strict=True) if flag]
+        rng.shuffle(words)
+        probs = [round(0.9 - 0.1 * rng.random(), 3) if flag else 0.1 for flag in on]
+        rows.append(aggregate_row(f"doc-{i:03d}", " ".join(words), probs, version))
+    return rows
+
+
+def write_aggregate(config, rows: list[dict]) -> None:
+    target = Path(aggregate_labels_uri(config))
+    target.mkdir(parents=True, exist_ok=True)
+    half = len(rows) // 2
+    for part, chunk in enumerate((rows[:half], rows[half:])):
+        table = pa.Table.from_pylist(chunk, schema=SCHEMA)
+        pq.write_table(table, target / f"part-{part:05d}.parquet")
+    summary = {"method": "dawid_skene", "teachers": ["t1", "t2"]}
+    Path(aggregate_file_uri(config, "summary.json")).write_text(json.dumps(summary))
+
+
+def make_config(tmp_path: Path, tiny_bert: Path, **student):
+    settings = {
+        "backbone": str(tiny_bert),
+        "num_workers": 2,
+        "epochs": 2,
+        "batch_size": 8,
+        "max_length": 32,
+        "dev_fraction": 0.2,
+        "learning_rate": 5e-3,
+        **student,
+    }
+    teacher = {"name": "t1", "kind": "openai", "model": "m1", "base_url": "http://127.0.0.1:9/v1"}
+    return job_config(
+        {"uri": str(tmp_path / "corpus.parquet")},
+        [teacher],
+        tmp_path / "run",
+        student=settings,
+    )
+
+
+def test_distill_trains_exports_and_reloads(ray_local, tiny_bert: Path, tmp_path: Path) -> None:
+    config = make_config(tmp_path, tiny_bert)
+    version = Taxonomy.from_config(config.taxonomy).version
+    good = learnable_rows(60, version)
+    held_out = aggregate_row("gold-eval", "editor text", [0.9, 0.9, 0.1, 0.1], version)
+    held_out["gold"] = ["use::editing"]
+    bad = [
+        aggregate_row("no-text", None, [0.9, 0.1, 0.1, 0.1], version),
+        aggregate_row("all-error", "music server", None, version),
+        held_out,
+    ]
+    write_aggregate(config, good + bad)
+    out = Path(student_dir(config))
+    out.mkdir(parents=True)
+    (out / "stale.txt").write_text("from a previous export")
+
+    summary = run_distill_job(config)
+
+    dev_rows = [r for r in good if is_dev(r["id"], config.student.dev_fraction)]
+    assert summary.rows_read == len(good) + len(bad)
+    assert (summary.rows_train, summary.rows_dev) == (len(good) - len(dev_rows), len(dev_rows))
+    assert summary.epochs_run == 2 and summary.best_epoch in (1, 2)
+    assert np.isfinite(summary.best_dev_loss) and summary.docs_per_s > 0
+    assert summary.threshold_source == "aggregate"
+    assert "dev F1" in summary.render() and str(out) in summary.render()
+
+    files = {p.name for p in out.iterdir()}
+    assert "stale.txt" not in files and "labelmill.json" in files
+    assert any(name.endswith(".safetensors") for name in files)
+    pickles = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
+    assert not [p for p in out.rglob("*") if p.suffix in pickles]
+    meta = json.loads((out / "labelmill.json").read_text())
+    names = [name for name, _ in LABELS]
+    assert len(meta["thresholds"]) == len(names)
+    assert meta["lineage"]["training_rows"] == summary.rows_train
+    assert meta["lineage"]["threshold_source"] == "aggregate"
+    assert {e["prompt_hash"] for e in meta["lineage"]["aggregate"]["teacher_lineage"]} == {
+        "h1",
+        "h2",
+    }
+
+    model = AutoModelForSequenceClassification.from_pretrained(str(out))
+    tokenizer = AutoTokenizer.from_pretrained(str(out))
+    assert model.config.problem_type == "multi_label_classification"
+    assert [model.config.id2label[i] for i in range(len(names))] == names
+    texts = [r["text"] for r in dev_rows]
+    model.eval()
+    with torch.no_grad():
+        plain = np.stack(
+            [
+                torch.sigmoid(
+                    model(
+                        **tokenizer(t, truncation=True, max_length=32, return_tensors="pt")
+                    ).logits
+                )[0].numpy()
+                for t in texts
+            ]
+        )
+    scored = predict_proba(model, tokenizer, texts, batch_size=8, max_length=32)
+    np.testing.assert_allclose(plain, scored, atol=1e-5)
+    # The exported thresholds reproduce the dev F1 the job recorded (targets: aggregate labels).
+    targets = (np.asarray([r["probs"] for r in dev_rows]) >= 0.5).astype(float)
+    predicted = threshold_probs(scored, meta["thresholds"]).astype(float)
+    f1 = precision_recall_f1(targets, predicted)
+    assert f1["micro_f1"] == pytest.approx(meta["metrics"]["dev_micro_f1"], abs=1e-6)
+    assert f1["micro_f1"] == pytest.approx(summary.dev_micro_f1, abs=1e-6)
+
+
+def test_distill_without_usable_rows_fails(ray_local, tiny_bert: Path, tmp_path: Path) -> None:
+    config = make_config(tmp_path, tiny_bert)
+    version = Taxonomy.from_config(config.taxonomy).version
+    write_aggregate(config, [aggregate_row(f"e{i}", "text", None, version) for i in range(6)])
+    with pytest.raises(DistillJobError, match="usable training rows"):
+        run_distill_job(config)
+
+
+def test_distill_rejects_other_taxonomy(ray_local, tiny_bert: Path, tmp_path: Path) -> None:
+    config = make_config(tmp_path, tiny_bert)
+    write_aggregate(config, learnable_rows(8, "0123456789abcdef"))
+    with pytest.raises(DistillJobError, match="taxonomy version"):
+        run_distill_job(config)
+
+
+def test_distill_bad_backbone_is_a_config_error(tmp_path: Path) -> None:
+    config = make_config(tmp_path, tmp_path / "no-such-model")
+    with pytest.raises(ValueError, match="not a local Hugging Face model"):
+        run_distill_job(config)
