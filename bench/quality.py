@@ -4,9 +4,10 @@
                             [--student-epochs 2] [--student-max-length 64] [--student-workers 1]
                             [--llm-docs 500] [--score-docs 100] [--set key=value ...]
 
-Data: data/bench/debtags-quality.parquet only (3,500 Debian packages; 3,000 `train` rows drawn at
-random, 500 `gold` rows that carry at least one of the 12 public labels). Only the 500 gold rows
-count as gold: the corpus written for the jobs has null tags on the train rows. Scores are over
+Data: data/bench/debtags-quality.parquet only (3,500 Debian packages that carry at least one of
+the 12 public labels, as in the data README's TF-IDF reference: 3,000 `train`, 500 `gold`).
+Only the 500 gold rows count as gold: the corpus written for the jobs has null tags on the train
+rows. Scores are over
 the held-out gold (gold minus the gold seed, `--seed-fraction`, 0 by default).
 
   --simulated  three simulated teachers (sim-a, sim-b, sim-c; B and C make correlated errors)

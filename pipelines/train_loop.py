@@ -108,7 +108,7 @@ def train_student_worker(loop_config: dict[str, Any]) -> dict[str, float]:
     from transformers import AutoTokenizer
 
     from labelmill.student.model import build_student, train_epoch
-    from labelmill.student.training import EarlyStopping, loss_function
+    from labelmill.student.training import EarlyStopping, loss_function, parameter_groups
 
     settings = StudentConfig.model_validate(loop_config["student"])
     names: list[str] = list(loop_config["names"])
@@ -120,9 +120,7 @@ def train_student_worker(loop_config: dict[str, Any]) -> dict[str, float]:
     model = build_student(backbone, len(names), dict(enumerate(names)))
     model = ray.train.torch.prepare_model(model)
     module = getattr(model, "module", model)
-    optimizer = torch.optim.AdamW(
-        model.parameters(), lr=settings.learning_rate, weight_decay=settings.weight_decay
-    )
+    optimizer = torch.optim.AdamW(parameter_groups(model, settings))
     loss_fn = loss_function(settings)
     train_shard = ray.train.get_dataset_shard("train")
     dev_shard = ray.train.get_dataset_shard("dev")

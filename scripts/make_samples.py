@@ -8,10 +8,9 @@ tags restricted to the 12-label public taxonomy, the gold labels). A fixed seed 
 samples reproducible; 80% of each sample carries at least one public label.
 
 Also writes data/bench/debtags-quality.parquet (the quality benchmark's 3,500 documents, with a
-`split` column): 500 "gold" rows that all carry at least one public label (the held-out gold, as
-in the data README's reference figures) and 3,000 "train" rows drawn at random from the rest of
-the corpus (most carry no public label: that is the real state of the tags). It is disjoint from
-the two samples above and drawn with its own seed, so adding it left them unchanged.
+`split` column): 500 "gold" rows (the held-out gold) and 3,000 "train" rows, both drawn from the
+packages that carry at least one public label (see quality_sample). It is disjoint from the two
+samples above and drawn with its own seed, so adding it left them unchanged.
 """
 
 from __future__ import annotations
@@ -65,16 +64,19 @@ def sample(table: pa.Table, n: int, rng: np.random.Generator, exclude: set[str])
 def quality_sample(
     table: pa.Table, n_gold: int, n_train: int, rng: np.random.Generator, exclude: set[str]
 ) -> pa.Table:
-    """n_gold labeled rows (split "gold") + n_train random rows (split "train"), disjoint."""
+    """n_gold rows (split "gold") + n_train rows (split "train"), disjoint, from ONE population.
+
+    Both splits are drawn from the packages that carry at least one public label: their public
+    facets were reviewed, so their tags are the most complete gold there is (a package without
+    any is mostly "not reviewed"). This is the population of the data README's TF-IDF reference
+    (trained and tested on labeled packages), and drawing train and gold alike keeps label
+    priors learned on the training documents valid on the gold documents.
+    """
     public = set(PUBLIC_TAXONOMY)
     tags = [[t for t in row if t in public] for row in table["tags"].to_pylist()]
     packages = table["package"].to_pylist()
     labeled = [i for i, t in enumerate(tags) if t and packages[i] not in exclude]
-    gold = rng.choice(labeled, n_gold, replace=False)
-    taken = set(gold.tolist())
-    rest = [i for i in range(len(packages)) if i not in taken and packages[i] not in exclude]
-    train = rng.choice(rest, n_train, replace=False)
-    chosen = np.concatenate([gold, train])
+    chosen = rng.choice(labeled, n_gold + n_train, replace=False)
     split = np.array(["gold"] * n_gold + ["train"] * n_train)
     order = np.argsort(chosen)
     chosen, split = chosen[order], split[order]

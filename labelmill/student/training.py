@@ -183,6 +183,31 @@ def choose_threshold_targets(
     return ThresholdTargets(rows.astype(np.int64), targets, "aggregate")
 
 
+def is_head_parameter(name: str) -> bool:
+    """Whether a named parameter belongs to the pooler or the classification head."""
+    parts = name.split(".")
+    return parts[0] in ("classifier", "pre_classifier", "score") or "pooler" in parts
+
+
+def parameter_groups(model: Any, config: StudentConfig) -> list[dict[str, Any]]:
+    """AdamW parameter groups: the encoder at ``learning_rate``, the pooler and head at
+    ``head_learning_rate`` (both with ``weight_decay``). Names may carry a DDP ``module.``
+    prefix. Raises ValueError when no head parameter is found (not a classification model)."""
+    body, head = [], []
+    for name, parameter in model.named_parameters():
+        bare = name.removeprefix("module.")
+        (head if is_head_parameter(bare) else body).append(parameter)
+    if not head:
+        raise ValueError(
+            f"no classification head parameters in {type(model).__name__} "
+            "(expected names starting with classifier/pre_classifier/score or a pooler)"
+        )
+    return [
+        {"params": body, "lr": config.learning_rate, "weight_decay": config.weight_decay},
+        {"params": head, "lr": config.head_learning_rate, "weight_decay": config.weight_decay},
+    ]
+
+
 def loss_function(config: StudentConfig) -> LossFn:
     """The configured row-weighted loss: ``(logits (B, K), targets (B, K), weights (B,)) -> ()``.
 

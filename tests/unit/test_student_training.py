@@ -16,6 +16,7 @@ from labelmill.student.training import (
     choose_threshold_targets,
     dev_mask,
     loss_function,
+    parameter_groups,
     row_weights,
     tune_on_dev,
     usable_rows,
@@ -206,3 +207,34 @@ def test_loss_function_follows_config() -> None:
     asl = loss_function(StudentConfig(loss="asymmetric", asl_gamma_neg=2.0, asl_clip=0.1))
     expected = asymmetric_loss(logits, targets, weights, gamma_pos=0.0, gamma_neg=2.0, clip=0.1)
     assert float(asl(logits, targets, weights)) == pytest.approx(float(expected))
+
+
+def test_parameter_groups_split_encoder_from_pooler_and_head() -> None:
+    class Pooler(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.dense = torch.nn.Linear(2, 2)
+
+    class Tiny(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.encoder = torch.nn.Linear(2, 2)
+            self.pooler = Pooler()
+            self.classifier = torch.nn.Linear(2, 3)
+
+    model = Tiny()
+    config = StudentConfig(learning_rate=1e-4, head_learning_rate=3e-3, weight_decay=0.01)
+    body, head = parameter_groups(model, config)
+    assert (body["lr"], head["lr"]) == (1e-4, 3e-3)
+    assert body["weight_decay"] == head["weight_decay"] == 0.01
+    assert [id(p) for p in body["params"]] == [id(p) for p in model.encoder.parameters()]
+    expected = [*model.pooler.parameters(), *model.classifier.parameters()]
+    assert [id(p) for p in head["params"]] == [id(p) for p in expected]
+    wrapped = torch.nn.Sequential()
+    wrapped.add_module("module", model)  # DDP-style "module." prefix
+    assert len(parameter_groups(wrapped, config)[1]["params"]) == 4
+
+
+def test_parameter_groups_need_a_head() -> None:
+    with pytest.raises(ValueError, match="no classification head parameters in Linear"):
+        parameter_groups(torch.nn.Linear(2, 2), StudentConfig())
