@@ -92,14 +92,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _print_label_summary(summary: LabelJobSummary) -> None:
     print(f"output: {summary.output_uri}  (taxonomy {summary.taxonomy_version})")
+    width = max([16, *(len(t.teacher) + 1 for t in summary.teachers)])
     header = (
-        f"{'teacher':<16}{'mode':<7}{'rows in':>8}{'resumed':>9}{'labeled':>9}{'errors':>8}"
+        f"{'teacher':<{width}}{'mode':<7}{'rows in':>8}{'resumed':>9}{'labeled':>9}{'errors':>8}"
         f"{'trunc':>7}{'tokens in':>11}{'tokens out':>11}{'docs/s':>8}{'cost':>9}"
     )
     print(header)
     for t in summary.teachers:
         print(
-            f"{t.teacher:<16}{t.mode:<7}{t.rows_in:>8}{t.rows_resumed:>9}{t.rows_labeled:>9}"
+            f"{t.teacher:<{width}}{t.mode:<7}{t.rows_in:>8}{t.rows_resumed:>9}{t.rows_labeled:>9}"
             f"{t.rows_with_errors:>8}{t.rows_truncated:>7}{t.prompt_tokens:>11}"
             f"{t.output_tokens:>11}{t.docs_per_s:>8.2f}{t.cost:>9.4f}"
         )
