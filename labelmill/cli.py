@@ -5,6 +5,8 @@
     labelmill distill CONFIG [--set ...]             train and export the student (Ray Train)
     labelmill evaluate CONFIG [--set ...]            score teachers, aggregate, student vs gold
     labelmill predict CONFIG [--set ...]             run the student over the corpus (batch)
+    labelmill serve ARTIFACT_DIR [--config F] [--set ...] [--host H] [--port P]
+                                                     the HTTP endpoint (Ray Serve)
     labelmill models prepare NAME [--force]          build a bundled model locally (no network)
     labelmill models list                            the models `prepare` knows
 
@@ -81,6 +83,25 @@ def build_parser() -> argparse.ArgumentParser:
     for name, text in _JOBS.items():
         _add_config_args(commands.add_parser(name, help=text))
 
+    serve = commands.add_parser("serve", help="serve an exported student over HTTP (Ray Serve)")
+    serve.add_argument("artifact_dir", help="exported student directory (labelmill distill)")
+    serve.add_argument(
+        "--config", default=None, help="serve args YAML, or a Serve config file (first app)"
+    )
+    serve.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a serve arg, e.g. --set batching.max_batch_size=64 (repeatable)",
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="bind address (default loopback)")
+    serve.add_argument("--port", type=int, default=8000, help="HTTP port (default 8000)")
+    serve.add_argument(
+        "--address", default=None, help="Ray address to join (default: embedded local Ray)"
+    )
+
     models = commands.add_parser("models", help="prepare bundled models")
     model_commands = models.add_subparsers(dest="models_command", required=True)
     prepare = model_commands.add_parser("prepare", help="build a bundled model locally")
@@ -119,6 +140,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                     print(name)
                 return 0
             print(prepare_model(args.name, force=args.force))
+            return 0
+        if args.command == "serve":
+            from labelmill.serve_config import load_serve_config
+            from serve.local import serve_forever
+
+            serve_config = load_serve_config(args.config, args.artifact_dir, args.overrides)
+            serve_forever(serve_config, args.host, args.port, args.address)
             return 0
         config = load_config(args.config, args.overrides)
         _run_job(args.command, config)

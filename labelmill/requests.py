@@ -13,7 +13,12 @@ from typing import Any, Protocol
 
 from labelmill.config import TeacherConfig
 from labelmill.documents import check_text, truncate_to_tokens
-from labelmill.prompts import build_score_messages, build_set_messages, compute_prompt_hash
+from labelmill.prompts import (
+    build_score_messages,
+    build_set_messages,
+    compute_prompt_hash,
+    label_set_schema,
+)
 from labelmill.taxonomy import Taxonomy
 
 YES_WORDS = ("yes", "Yes", " yes", " Yes", "YES")
@@ -134,3 +139,27 @@ def answer_token_ids(tokenizer: ChatTokenizer) -> tuple[list[int], list[int]]:
     if not yes or not no:
         raise ValueError(f"tokenizer has no single-token yes/no answers (yes={yes}, no={no})")
     return sorted(yes), sorted(no)
+
+
+def chat_request_body(
+    teacher: TeacherConfig, taxonomy: Taxonomy, messages: list[dict[str, str]]
+) -> dict[str, Any]:
+    """OpenAI chat-completions body for one conversation of ``teacher``.
+
+    `set` mode asks for a JSON array of taxonomy names (``response_format`` json_schema) under
+    the output token cap; `score` mode asks for one token with the top 20 log-probabilities.
+    """
+    body: dict[str, Any] = {
+        "model": teacher.model,
+        "messages": messages,
+        "temperature": teacher.temperature,
+    }
+    if teacher.mode == "set":
+        body["max_tokens"] = teacher.max_output_tokens
+        body["response_format"] = {
+            "type": "json_schema",
+            "json_schema": {"name": "labels", "schema": label_set_schema(taxonomy)},
+        }
+    else:
+        body.update(max_tokens=1, temperature=0.0, logprobs=True, top_logprobs=20)
+    return body

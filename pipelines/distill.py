@@ -307,6 +307,7 @@ def run_distill_job(config: LabelmillConfig) -> DistillJobSummary:
         scores.thresholds,
         lineage,
         metrics,
+        taxonomy_descriptions=list(taxonomy.descriptions),
     )
     return DistillJobSummary(
         output_dir=out_dir,

@@ -14,12 +14,13 @@ from typing import Any
 
 import pyarrow as pa
 
-from labelmill.prompts import label_set_grammar, label_set_schema
+from labelmill.prompts import label_set_grammar
 from labelmill.records import vote_schema
 from labelmill.requests import (
     TeacherPlan,
     answer_token_ids,
     build_requests,
+    chat_request_body,
     document_token_budget,
 )
 from labelmill.votes import score_vote, set_vote
@@ -164,21 +165,7 @@ def normalize_vllm_row(row: dict[str, Any], set_cap: int) -> dict[str, Any]:
 
 def openai_payload(row: dict[str, Any], plan: TeacherPlan) -> dict[str, Any]:
     """Chat-completions request body of one request row."""
-    teacher = plan.teacher
-    body: dict[str, Any] = {
-        "model": teacher.model,
-        "messages": json.loads(row["messages_json"]),
-        "temperature": teacher.temperature,
-    }
-    if teacher.mode == "set":
-        body["max_tokens"] = teacher.max_output_tokens
-        body["response_format"] = {
-            "type": "json_schema",
-            "json_schema": {"name": "labels", "schema": label_set_schema(plan.taxonomy)},
-        }
-    else:
-        body.update(max_tokens=1, temperature=0.0, logprobs=True, top_logprobs=20)
-    return body
+    return chat_request_body(plan.teacher, plan.taxonomy, json.loads(row["messages_json"]))
 
 
 def normalize_http_row(row: dict[str, Any]) -> dict[str, Any]:

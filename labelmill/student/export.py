@@ -38,6 +38,18 @@ def _check_thresholds(thresholds: Any, num_labels: int) -> list[float]:
     return [float(t) for t in arr]
 
 
+def _check_descriptions(descriptions: Any, num_labels: int) -> list[str]:
+    """descriptions (K,) of str -> list of K str."""
+    if isinstance(descriptions, str) or not isinstance(descriptions, Sequence):
+        raise ValueError(f"taxonomy descriptions must be a list of str, got {descriptions!r}")
+    values = list(descriptions)
+    if len(values) != num_labels or any(not isinstance(d, str) for d in values):
+        raise ValueError(
+            f"taxonomy descriptions must be {num_labels} strings (one per label), got {values!r}"
+        )
+    return values
+
+
 def _check_json(value: Any, name: str) -> Any:
     if not isinstance(value, Mapping):
         raise ValueError(f"{name} must be a dict, got {type(value).__name__}")
@@ -105,12 +117,15 @@ def export_student(
     thresholds: Any,
     lineage: dict[str, Any],
     metrics: dict[str, float],
+    taxonomy_descriptions: Sequence[str] | None = None,
 ) -> Path:
     """Write the student to ``out_dir`` (must not exist or be empty) and return its path.
 
     ``taxonomy_names`` (K,) must equal the model's id2label order; ``thresholds`` is (K,) in
-    [0, 1]. The directory is assembled in a sibling temp dir and renamed into place, so it is
-    either complete or absent. Raises RuntimeError if any pickle-format file was written.
+    [0, 1]; ``taxonomy_descriptions`` (K,), when given, is stored beside the names (the
+    serving cascade shows them to its teacher). The directory is assembled in a sibling temp
+    dir and renamed into place, so it is either complete or absent. Raises RuntimeError if
+    any pickle-format file was written.
     """
     config = model.config
     num_labels = int(config.num_labels)
@@ -129,9 +144,12 @@ def export_student(
     out = Path(out_dir)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise ValueError(f"out_dir must not exist or be an empty directory, got {str(out)!r}")
+    taxonomy: dict[str, Any] = {"names": names, "version": taxonomy_version}
+    if taxonomy_descriptions is not None:
+        taxonomy["descriptions"] = _check_descriptions(taxonomy_descriptions, len(names))
     meta = {
         "format_version": _FORMAT_VERSION,
-        "taxonomy": {"names": names, "version": taxonomy_version},
+        "taxonomy": taxonomy,
         "thresholds": _check_thresholds(thresholds, num_labels),
         "lineage": _check_json(lineage, "lineage"),
         "metrics": _check_metrics(metrics),
@@ -192,6 +210,8 @@ def load_student_metadata(model_dir: str | Path) -> dict[str, Any]:
         count = len(got) if isinstance(got, list) else type(got).__name__
         raise ValueError(f"thresholds must have {len(names)} entries (one per label), got {count}")
     meta["thresholds"] = _check_thresholds(meta["thresholds"], len(names))
+    if "descriptions" in taxonomy:
+        taxonomy["descriptions"] = _check_descriptions(taxonomy["descriptions"], len(names))
     config_path = Path(model_dir) / "config.json"
     if config_path.is_file():
         try:

@@ -135,3 +135,19 @@ def apply_thresholds(
         )
     hits = probs >= np.asarray(thresholds, dtype=np.float64)[None, :]
     return [[names[k] for k in np.flatnonzero(row)] for row in hits]
+
+
+def truncation_flags(tokenizer: Any, texts: Sequence[str], max_length: int) -> list[bool]:
+    """Whether each text has more than ``max_length`` tokens (special tokens included).
+
+    A text of at most ``max_length - 4`` UTF-8 bytes cannot (every token covers at least one
+    byte and a model adds at most a few special tokens), so only longer texts are tokenized.
+    texts: N -> N bools.
+    """
+    flags = [False] * len(texts)
+    long = [i for i, t in enumerate(texts) if len(t.encode("utf-8")) > max_length - 4]
+    if long:
+        encoded = tokenizer([texts[i] for i in long], add_special_tokens=True, truncation=False)
+        for i, ids in zip(long, encoded["input_ids"], strict=True):
+            flags[i] = len(ids) > max_length
+    return flags
