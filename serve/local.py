@@ -21,16 +21,18 @@ def start_endpoint(
     Fails early, before anything is deployed, when the artifact is unreadable or auth is
     configured without its key in the environment.
     """
-    import ray
-    from ray import serve
-
     from labelmill.student.export import load_student_metadata
-    from serve.app import build_app
 
     load_student_metadata(config.model_dir)
     env = config.auth.api_key_env
     if env is not None and not os.environ.get(env):
         raise ValueError(f"auth.api_key_env is {env!r} but that variable is unset or empty")
+
+    import ray
+    from ray import serve
+
+    from serve.app import build_app
+
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     if not ray.is_initialized():
         init: dict[str, Any] = {"address": address, "include_dashboard": False}
@@ -44,9 +46,9 @@ def start_endpoint(
 
 def serve_forever(config: ServeConfig, host: str, port: int, address: str | None) -> None:
     """Start the endpoint and block until Ctrl-C, then shut Serve down."""
+    url = start_endpoint(config, host, port, address)
     from ray import serve
 
-    url = start_endpoint(config, host, port, address)
     print(f"labelmill endpoint: {url}/v1/classify  (model: {url}/v1/model; Ctrl-C stops)")
     try:
         while True:

@@ -18,12 +18,18 @@ LABELS = [
     ("network::server", "Provides a network service."),
 ]
 
+API_KEY_ENV = "LABELMILL_TEST_API_KEY"
+API_KEY = "test-secret-key-0123456789"
+
 
 @pytest.fixture(scope="session")
 def ray_local() -> Iterator[Any]:
     import ray
 
     os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "1")
+    # Ray's worker processes (Serve replicas among them) inherit the environment of the
+    # processes ray.init starts: the endpoint's auth test reads its key from here.
+    os.environ.setdefault(API_KEY_ENV, API_KEY)
     ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False)
     yield ray
     ray.shutdown()
@@ -116,3 +122,38 @@ def tiny_bert(tmp_path_factory: pytest.TempPathFactory) -> Path:
     BertModel(config).save_pretrained(str(target), safe_serialization=True)
     tokenizer.save_pretrained(str(target))
     return target
+
+
+def export_tiny_student(
+    tiny_bert: Path,
+    out: Path,
+    thresholds: list[float],
+    lineage: dict[str, Any],
+    seed: int = 3,
+) -> Path:
+    """Export a tiny random student over the LABELS taxonomy (head weights ~ N(0, 2))."""
+    import torch
+    from transformers import AutoTokenizer
+
+    from labelmill.student.export import export_student
+    from labelmill.student.model import build_student
+    from labelmill.taxonomy import Taxonomy
+
+    names = [name for name, _ in LABELS]
+    taxonomy = Taxonomy(tuple(names), tuple(desc for _, desc in LABELS))
+    torch.manual_seed(seed)
+    model = build_student(str(tiny_bert), len(names), dict(enumerate(names)))
+    with torch.no_grad():  # a visibly non-constant head, so probabilities differ per row
+        model.classifier.weight.normal_(0.0, 2.0)
+    tokenizer = AutoTokenizer.from_pretrained(str(tiny_bert))
+    return export_student(
+        model,
+        tokenizer,
+        out,
+        names,
+        taxonomy.version,
+        thresholds,
+        lineage,
+        {"micro_f1": 0.5},
+        taxonomy_descriptions=list(taxonomy.descriptions),
+    )

@@ -10,7 +10,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import yaml
-from conftest import LABELS, job_config
+from conftest import LABELS, export_tiny_student, job_config
 
 from labelmill.cli import main
 from labelmill.config import LabelmillConfig
@@ -50,22 +50,8 @@ def write_yaml(config: LabelmillConfig, path: Path) -> str:
 
 @pytest.fixture(scope="module")
 def student_dir(tiny_bert: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    import torch
-    from transformers import AutoTokenizer
-
-    from labelmill.student.export import export_student
-    from labelmill.student.model import build_student
-
-    config = job_config({"uri": "x.parquet"}, TEACHERS, Path("unused"))
-    torch.manual_seed(3)
-    model = build_student(str(tiny_bert), len(NAMES), dict(enumerate(NAMES)))
-    with torch.no_grad():  # a visibly non-constant head, so probabilities differ per row
-        model.classifier.weight.normal_(0.0, 2.0)
-    tokenizer = AutoTokenizer.from_pretrained(str(tiny_bert))
     out = tmp_path_factory.mktemp("student") / "student"
-    version = Taxonomy.from_config(config.taxonomy).version
-    export_student(model, tokenizer, out, NAMES, version, THRESHOLDS, LINEAGE, {})
-    return out
+    return export_tiny_student(tiny_bert, out, THRESHOLDS, LINEAGE)
 
 
 @pytest.fixture

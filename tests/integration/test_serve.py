@@ -1,0 +1,282 @@
+"""The HTTP endpoint on a local Ray Serve over loopback, with tiny students built here.
+
+One Serve instance for the module, several applications on it (route prefixes): plain, with
+auth, with a cascade to a stand-in teacher, with a cascade whose budget is too small.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+from conftest import API_KEY, API_KEY_ENV, LABELS, export_tiny_student
+from openai_standin import StandinServer
+
+from labelmill.serve_config import parse_serve_config
+
+NAMES = [name for name, _ in LABELS]
+THRESHOLDS = [0.3, 0.5, 0.5, 0.7]
+LINEAGE = {"student_config": {"max_length": 16}}
+SMALL = {"num_cpus": 0.0, "torch_threads": 1}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def students(tiny_bert: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    base = tmp_path_factory.mktemp("serve-students")
+    return {
+        "v1": export_tiny_student(tiny_bert, base / "v1", THRESHOLDS, LINEAGE, seed=3),
+        "v2": export_tiny_student(tiny_bert, base / "v2", THRESHOLDS, LINEAGE, seed=4),
+    }
+
+
+@pytest.fixture(scope="module")
+def standin() -> Iterator[StandinServer]:
+    with StandinServer() as server:
+        yield server
+
+
+def deploy(name: str, args: dict[str, Any]) -> None:
+    from ray import serve
+
+    from serve.app import build_app
+
+    serve.run(build_app(parse_serve_config(args)), name=name, route_prefix=f"/{name}")
+
+
+@pytest.fixture(scope="module")
+def endpoint(ray_local: Any, students: dict[str, Path], standin: StandinServer) -> Iterator[str]:
+    from ray import serve
+
+    port = free_port()
+    serve.start(http_options={"host": "127.0.0.1", "port": port})
+    base = {
+        "model_dir": str(students["v1"]),
+        "replicas": SMALL,
+        "batching": {"max_batch_size": 16, "batch_wait_timeout_s": 0.25},
+        "limits": {"max_texts_per_request": 8, "max_request_bytes": 4096},
+    }
+    teacher = {
+        "name": "standin",
+        "kind": "openai",
+        "model": "m",
+        "base_url": standin.base_url,
+        "max_output_tokens": 32,
+    }
+    deploy("plain", base)
+    deploy("secure", {**base, "auth": {"api_key_env": API_KEY_ENV}})
+    everything_uncertain = {"enabled": True, "teacher": teacher, "band": [0.0, 1.0]}
+    deploy("cascade", {**base, "cascade": {**everything_uncertain, "tokens_per_minute": 10**6}})
+    deploy("poor", {**base, "cascade": {**everything_uncertain, "tokens_per_minute": 10}})
+    yield f"http://127.0.0.1:{port}"
+    serve.shutdown()
+
+
+def reference_probs(student: Path, texts: list[str]) -> np.ndarray:
+    """Scores with plain transformers (max_length 16, as the artifact's lineage says)."""
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    model = AutoModelForSequenceClassification.from_pretrained(str(student)).eval()
+    tokenizer = AutoTokenizer.from_pretrained(str(student))
+    inputs = tokenizer(texts, truncation=True, max_length=16, padding=True, return_tensors="pt")
+    with torch.no_grad():
+        return torch.sigmoid(model(**inputs).logits).numpy()
+
+
+TEXTS = ["a music player for the terminal", "network server daemon", "edit text files"]
+
+
+def test_classify_happy_path(endpoint: str, students: dict[str, Path]) -> None:
+    long_text = " ".join(["music"] * 40)  # 40 tokens > 16: truncated
+    response = httpx.post(f"{endpoint}/plain/v1/classify", json={"texts": [*TEXTS, long_text]})
+    assert response.status_code == 200
+    body = response.json()
+    assert body["model_version"].startswith(body["taxonomy_version"] + "-")
+    results = body["results"]
+    assert len(results) == 4
+    expected = reference_probs(students["v1"], [*TEXTS, long_text])
+    for result, probs in zip(results, expected, strict=True):
+        assert list(result["scores"]) == NAMES
+        assert np.allclose([result["scores"][n] for n in NAMES], probs, atol=1e-4)
+        chosen = [n for n, p, t in zip(NAMES, probs, THRESHOLDS, strict=True) if p >= t]
+        assert sorted(result["labels"]) == sorted(chosen)
+        assert result["cascade"] is None
+    assert [r["truncated"] for r in results] == [False, False, False, True]
+
+    single = httpx.post(f"{endpoint}/plain/v1/classify", json={"text": TEXTS[0]}).json()
+    assert single["results"][0]["scores"] == results[0]["scores"]
+
+    everything = httpx.post(
+        f"{endpoint}/plain/v1/classify", json={"text": TEXTS[0], "threshold": 0.0, "top_k": 2}
+    ).json()["results"][0]
+    top2 = sorted(NAMES, key=lambda n: -results[0]["scores"][n])[:2]
+    assert everything["labels"] == top2
+
+
+@pytest.mark.parametrize(
+    ("content", "status", "code"),
+    [
+        (b"", 400, "empty_body"),
+        (b"{oops", 400, "invalid_json"),
+        (b"[1]", 422, "invalid_request"),
+        (b'{"texts": "one"}', 422, "invalid_request"),
+        (b'{"texts": [1, 2]}', 422, "invalid_request"),
+        (b'{"texts": []}', 422, "invalid_request"),
+        (b'{"text": "  "}', 422, "empty_text"),
+        (json.dumps({"texts": ["x"] * 9}).encode(), 422, "too_many_texts"),
+        (json.dumps({"text": "x" * 5000}).encode(), 413, "body_too_large"),
+        (b'{"text": "x", "top_k": -1}', 422, "invalid_request"),
+        (b'{"text": "x", "threshold": 2}', 422, "invalid_request"),
+    ],
+)
+def test_bad_input_is_a_4xx_json_error(
+    endpoint: str, content: bytes, status: int, code: str
+) -> None:
+    response = httpx.post(f"{endpoint}/plain/v1/classify", content=content)
+    assert response.status_code == status
+    assert response.json()["error"]["code"] == code
+
+
+def test_model_and_health(endpoint: str) -> None:
+    info = httpx.get(f"{endpoint}/plain/v1/model").json()
+    assert info["taxonomy"]["names"] == NAMES
+    assert info["taxonomy"]["descriptions"] == [d for _, d in LABELS]
+    assert info["thresholds"] == THRESHOLDS
+    assert info["metrics"] == {"micro_f1": 0.5}
+    assert info["max_length"] == 16
+    assert info["cascade"]["enabled"] is False
+    health = httpx.get(f"{endpoint}/plain/healthz")
+    assert health.status_code == 200
+    assert health.json() == {"status": "ok", "model_version": info["model_version"]}
+
+
+def test_auth(endpoint: str) -> None:
+    url = f"{endpoint}/secure/v1/classify"
+    missing = httpx.post(url, json={"text": "x"})
+    assert missing.status_code == 401
+    assert missing.json()["error"]["code"] == "unauthorized"
+    assert missing.headers["www-authenticate"] == "Bearer"
+    wrong = httpx.post(url, json={"text": "x"}, headers={"Authorization": "Bearer nope"})
+    assert wrong.status_code == 401
+    good = httpx.post(url, json={"text": "x"}, headers={"Authorization": f"Bearer {API_KEY}"})
+    assert good.status_code == 200
+    assert httpx.get(f"{endpoint}/secure/v1/model").status_code == 401
+    assert httpx.get(f"{endpoint}/secure/healthz").status_code == 200  # probes stay open
+    assert httpx.post(f"{endpoint}/plain/v1/classify", json={"text": "x"}).status_code == 200
+
+
+def test_concurrent_requests_are_batched(endpoint: str) -> None:
+    from ray import serve
+
+    handle = serve.get_deployment_handle("Student", app_name="plain")
+    before = len(handle.batch_stats.remote().result())
+    barrier = threading.Barrier(8)
+
+    def call(i: int) -> int:
+        barrier.wait()
+        texts = [f"{TEXTS[i % 3]} {i}", f"music {i}"]
+        return httpx.post(
+            f"{endpoint}/plain/v1/classify", json={"texts": texts}, timeout=60
+        ).status_code
+
+    with ThreadPoolExecutor(8) as pool:
+        statuses = list(pool.map(call, range(8)))
+    assert statuses == [200] * 8
+    sizes = handle.batch_stats.remote().result()[before:]
+    assert sum(sizes) == 16  # every text scored exactly once
+    assert max(sizes) > 2, f"requests were not batched together: batch sizes {sizes}"
+    assert max(sizes) <= 16
+
+
+def test_cascade_escalates_to_the_teacher(endpoint: str, standin: StandinServer) -> None:
+    texts = ["an audio server", "plain words only"]
+    body = httpx.post(f"{endpoint}/cascade/v1/classify", json={"texts": texts}, timeout=60).json()
+    first, second = body["results"]
+    # the stand-in picks a label when the last part of its name occurs in the document
+    assert first["labels"] == ["works-with::audio", "network::server"]
+    assert first["cascade"] == {
+        "escalated": True,
+        "teacher": "standin",
+        "uncertain": NAMES,
+        "labels_from_teacher": ["works-with::audio", "network::server"],
+    }
+    assert second["labels"] == [] and second["cascade"]["escalated"] is True
+    asked = sum(count for key, count in standin.seen.items() if key.endswith("|set"))
+    assert asked >= 2
+    info = httpx.get(f"{endpoint}/cascade/v1/model").json()
+    assert info["cascade"] == {"enabled": True, "band": [0.0, 1.0], "teacher": "standin"}
+
+
+def test_cascade_over_budget_keeps_the_student_answer(
+    endpoint: str, standin: StandinServer
+) -> None:
+    before = sum(standin.seen.values())
+    body = httpx.post(f"{endpoint}/poor/v1/classify", json={"text": "an audio server"}).json()
+    result = body["results"][0]
+    assert result["cascade"]["escalated"] is False
+    assert result["cascade"]["reason"] == "budget"
+    assert result["cascade"]["uncertain"] == NAMES
+    chosen = [n for n, t in zip(NAMES, THRESHOLDS, strict=True) if result["scores"][n] >= t]
+    assert sorted(result["labels"]) == sorted(chosen)  # the student's own answer
+    assert sum(standin.seen.values()) == before  # nothing was sent
+
+
+def test_redeploy_under_load_drops_no_request(endpoint: str, students: dict[str, Path]) -> None:
+    url = f"{endpoint}/plain/v1/classify"
+    v1 = httpx.post(url, json={"text": "x"}).json()["model_version"]
+    stop = threading.Event()
+    outcomes: list[tuple[int, str | None]] = []
+    lock = threading.Lock()
+
+    def client() -> None:
+        with httpx.Client(timeout=60) as http:
+            while not stop.is_set():
+                response = http.post(url, json={"texts": TEXTS})
+                version = response.json().get("model_version") if response.is_success else None
+                with lock:
+                    outcomes.append((response.status_code, version))
+
+    threads = [threading.Thread(target=client) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    time.sleep(1.0)
+    deploy(
+        "plain",
+        {
+            "model_dir": str(students["v2"]),
+            "replicas": SMALL,
+            "batching": {"max_batch_size": 16, "batch_wait_timeout_s": 0.25},
+            "limits": {"max_texts_per_request": 8, "max_request_bytes": 4096},
+        },
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        with lock:
+            if outcomes and outcomes[-1][1] not in (None, v1):
+                break
+        time.sleep(0.2)
+    time.sleep(1.0)
+    stop.set()
+    for thread in threads:
+        thread.join(timeout=60)
+    statuses = [status for status, _ in outcomes]
+    versions = {version for _, version in outcomes}
+    assert statuses and set(statuses) == {200}, f"failed requests: {statuses}"
+    v2 = httpx.post(url, json={"text": "x"}).json()["model_version"]
+    assert v2 != v1
+    assert versions == {v1, v2}
