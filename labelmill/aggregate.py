@@ -27,6 +27,7 @@ from labelmill.dawid_skene import (
     dawid_skene_e_step,
     dawid_skene_init_posteriors,
     dawid_skene_m_step,
+    dawid_skene_seed_stats,
     dawid_skene_shard_stats,
     dawid_skene_suff_stats,
 )
@@ -40,6 +41,7 @@ __all__ = [
     "dawid_skene_e_step",
     "dawid_skene_init_posteriors",
     "dawid_skene_m_step",
+    "dawid_skene_seed_stats",
     "dawid_skene_shard_stats",
     "dawid_skene_suff_stats",
     "majority_vote",
@@ -193,7 +195,10 @@ class DawidSkene:
     Parameters: ``max_iter`` (>= 1 EM iterations), ``tol`` (stop when the largest absolute
     change of any sensitivity/specificity/prior between iterations is <= tol), ``smoothing``
     (Beta pseudo-count, see :func:`dawid_skene_m_step`), ``init`` ("majority" only),
-    ``soft_votes`` ("mixture" or "fractional", see :mod:`labelmill.dawid_skene`).
+    ``soft_votes`` ("mixture" or "fractional", see :mod:`labelmill.dawid_skene`), ``anchor``
+    ("clamp": EM over all documents with the gold rows' posteriors clamped to gold; "rates":
+    each teacher's rates and the prior are estimated on the gold rows alone, without EM, then
+    one E-step labels every document. Only matters when gold is given.)
 
     Fitted attributes: ``sensitivity_`` (T, K), ``specificity_`` (T, K), ``prior_`` (K,),
     ``params_`` (DSParams), ``posteriors_`` (N, K), ``n_iter_`` (number of M-steps),
@@ -208,12 +213,14 @@ class DawidSkene:
         smoothing: float = 1.0,
         init: str = "majority",
         soft_votes: str = "mixture",
+        anchor: str = "clamp",
     ) -> None:
         self.max_iter = max_iter
         self.tol = tol
         self.smoothing = smoothing
         self.init = init
         self.soft_votes = soft_votes
+        self.anchor = anchor
 
     def _check_hyperparams(self) -> None:
         if isinstance(self.max_iter, bool) or not isinstance(self.max_iter, int | np.integer):
@@ -225,6 +232,8 @@ class DawidSkene:
         if self.init != "majority":
             raise ValueError(f"init must be 'majority', got {self.init!r}")
         _check_soft(self.soft_votes)
+        if self.anchor not in ("clamp", "rates"):
+            raise ValueError(f"anchor must be 'clamp' or 'rates', got {self.anchor!r}")
 
     def fit(self, votes: Any, gold: Any = None, gold_mask: Any = None) -> DawidSkene:
         """Run EM on one in-memory shard.
@@ -239,12 +248,17 @@ class DawidSkene:
         if arr.shape[0] < 1:
             raise ValueError(f"votes must contain at least one document, got shape {arr.shape}")
         g, mask = _check_gold(gold, gold_mask, arr.shape[0], arr.shape[2])
-        # Iteration 1: majority-init posteriors -> M-step. Later: E-step -> stats -> M-step.
-        params = dawid_skene_m_step(
-            _shard_stats(arr, None, g, mask, self.soft_votes), self.smoothing
+        anchored = self.anchor == "rates" and mask is not None and bool(mask.any())
+        # Iteration 1: majority-init posteriors (or the seed alone) -> M-step. Later (EM only):
+        # E-step -> stats -> M-step.
+        first = (
+            dawid_skene_seed_stats(arr, g, mask, self.soft_votes)
+            if anchored
+            else _shard_stats(arr, None, g, mask, self.soft_votes)
         )
+        params = dawid_skene_m_step(first, self.smoothing)
         history: list[float] = []
-        converged = False
+        converged = anchored
         n_iter = 1
         while n_iter < self.max_iter and not converged:
             stats = _shard_stats(arr, params, g, mask, self.soft_votes)

@@ -340,6 +340,13 @@ class AggregateConfig(StrictModel):
         default=True,
         description="Anchor the estimates on the gold seed documents (when there are any).",
     )
+    gold_anchor: Literal["rates", "clamp"] = Field(
+        default="rates",
+        description="`dawid_skene` with a gold seed: `rates` estimates every teacher's rates "
+        "on the seed documents alone and labels the rest with one E-step (robust to teachers "
+        "that err together, which EM takes for the truth); `clamp` runs EM over all documents "
+        "with the seed's posteriors fixed to gold.",
+    )
     teacher_weights: dict[str, float] | None = Field(
         default=None,
         description="`weighted`: fixed accuracy in (0, 1) per teacher name (overrides estimates).",

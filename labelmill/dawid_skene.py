@@ -313,6 +313,28 @@ def dawid_skene_shard_stats(
     return _shard_stats(arr, params, g, mask, soft_votes)
 
 
+def dawid_skene_seed_stats(
+    votes: Any, gold: Any, gold_mask: Any, soft_votes: str = "mixture"
+) -> SuffStats:
+    """Statistics of the gold seed rows only, with gold as the posterior (no EM).
+
+    votes: (N, T, K), gold: (N, K) 0/1, gold_mask: (N,) bool -> SuffStats of (T, K) / (K,)
+
+    The M-step of these statistics estimates each teacher's rates from the seed alone: the
+    ``rates`` gold anchor, which correlated teachers cannot talk out of the truth (the EM over
+    all documents can be: two teachers that err together look like the truth to it).
+    A shard without seed rows gives all-zero statistics.
+    """
+    _check_soft(soft_votes)
+    arr = check_votes(votes)
+    g, mask = _check_gold(gold, gold_mask, arr.shape[0], arr.shape[2])
+    if g is None or mask is None:
+        raise ValueError("dawid_skene_seed_stats needs gold and gold_mask")
+    seed_votes, seed_gold = arr[mask], g[mask]
+    rows = np.ones(seed_votes.shape[0], dtype=bool)
+    return _suff_stats(seed_votes, seed_gold, None, float("nan"), rows, soft_votes)
+
+
 def _shard_stats(
     votes: np.ndarray,
     params: DSParams | None,

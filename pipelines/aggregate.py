@@ -31,6 +31,7 @@ from labelmill.aggregate import (
     agreement,
     dawid_skene_e_step,
     dawid_skene_m_step,
+    dawid_skene_seed_stats,
     dawid_skene_shard_stats,
     majority_vote,
     reliability_table,
@@ -143,6 +144,12 @@ def ds_stats_batch(batch: pa.Table, spec: BatchSpec, params: DSParams | None) ->
     return _one_row(dawid_skene_shard_stats(votes, params, gold, mask, spec.soft_votes))
 
 
+def ds_seed_stats_batch(batch: pa.Table, spec: BatchSpec) -> pa.Table:
+    """Map UDF of the `rates` anchor: pickled statistics of the batch's gold seed rows."""
+    votes, gold, mask = batch_arrays(batch, spec)
+    return _one_row(dawid_skene_seed_stats(votes, gold, mask, spec.soft_votes))
+
+
 def counts_batch(batch: pa.Table, spec: BatchSpec, reference: str, threshold: float) -> pa.Table:
     """Map UDF: pickled (4, T, K) confusion counts vs the gold seed or the majority labels."""
     votes, gold, mask = batch_arrays(batch, spec)
@@ -163,17 +170,25 @@ def fit_dawid_skene(ds: Any, spec: BatchSpec, config: LabelmillConfig) -> DawidS
     """Distributed EM, the same loop as :meth:`DawidSkene.fit` with statistics summed over
     batches; the model's ``log_likelihood_`` lacks the final E-step's value (added later)."""
     cfg, cpus = config.aggregate, config.ray.light_stage_cpus
-    stats = _reduce(ds, ds_stats_batch, cpus, spec=spec, params=None)
+    anchored = cfg.gold_anchor == "rates" and spec.use_gold
+    if anchored:  # rates from the gold seed alone; no EM (see AggregateConfig.gold_anchor)
+        stats = _reduce(ds, ds_seed_stats_batch, cpus, spec=spec)
+        if stats.n_rows == 0:
+            raise ValueError("aggregate.gold_anchor is 'rates' but no seed document has gold")
+    else:
+        stats = _reduce(ds, ds_stats_batch, cpus, spec=spec, params=None)
     params = dawid_skene_m_step(stats, cfg.smoothing)
     history: list[float] = []
-    converged, n_iter = False, 1
+    converged, n_iter = anchored, 1
     while n_iter < cfg.max_iter and not converged:
         stats = _reduce(ds, ds_stats_batch, cpus, spec=spec, params=params)
         history.append(stats.log_likelihood)
         new_params = dawid_skene_m_step(stats, cfg.smoothing)
         converged = param_change(params, new_params) <= cfg.tol
         params, n_iter = new_params, n_iter + 1
-    model = DawidSkene(cfg.max_iter, cfg.tol, cfg.smoothing, soft_votes=cfg.soft_votes)
+    model = DawidSkene(
+        cfg.max_iter, cfg.tol, cfg.smoothing, soft_votes=cfg.soft_votes, anchor=cfg.gold_anchor
+    )
     model.params_, model.prior_ = params, params.prior
     model.sensitivity_, model.specificity_ = params.sensitivity, params.specificity
     model.n_iter_, model.converged_, model.log_likelihood_ = n_iter, converged, history

@@ -71,7 +71,7 @@ def scenario(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         ],
         root / "run",
         gold={"seed_fraction": SEED_FRACTION},
-        aggregate={"max_iter": MAX_ITER, "tol": 0.0},
+        aggregate={"max_iter": MAX_ITER, "tol": 0.0, "gold_anchor": "clamp"},
     )
     version = Taxonomy.from_config(config.taxonomy).version
     expected = np.full((N_DOCS, len(TEACHERS), len(NAMES)), np.nan)
@@ -191,6 +191,16 @@ def test_dawid_skene_job_equals_in_memory_fit(ray_local: Any, scenario: dict[str
     assert saved["n_docs"] == N_DOCS and saved["n_iter"] == MAX_ITER
     assert set(saved["label_rate"]) == set(NAMES)
     assert "dawid_skene" in summary.render()
+
+    # the `rates` anchor: rates from the gold seed alone, one E-step, no EM
+    rates = config.model_copy(
+        update={"aggregate": config.aggregate.model_copy(update={"gold_anchor": "rates"})}
+    )
+    summary = run_aggregate_job(rates)
+    anchored = DawidSkene(anchor="rates").fit(scenario["votes"], scenario["gold"], scenario["seed"])
+    probs = np.array([r["probs"] for r in _read_labels(rates).to_pylist()[1:]], dtype=float)
+    np.testing.assert_allclose(probs, anchored.posteriors_[1:], atol=1e-6)
+    assert summary.n_iter == 1
 
 
 def test_cli_majority_and_weighted(ray_local: Any, scenario: dict[str, Any]) -> None:

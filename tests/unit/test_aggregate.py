@@ -13,6 +13,7 @@ from labelmill.aggregate import (
     dawid_skene_e_step,
     dawid_skene_init_posteriors,
     dawid_skene_m_step,
+    dawid_skene_seed_stats,
     dawid_skene_shard_stats,
     dawid_skene_suff_stats,
     majority_vote,
@@ -214,6 +215,57 @@ def test_gold_anchoring_moves_estimates_in_expected_direction() -> None:
     np.testing.assert_array_equal(init[~gold_mask], majority_vote(votes)[~gold_mask])
 
 
+def test_rates_anchor_by_hand() -> None:
+    # 4 docs, 2 teachers, 1 label; docs 0 and 1 are the seed with gold 1 and 0.
+    votes = np.array([[[1.0], [1.0]], [[0.0], [1.0]], [[1.0], [0.0]], [[0.0], [0.0]]])
+    gold = np.array([[1.0], [0.0], [0.0], [0.0]])
+    mask = np.array([True, True, False, False])
+    model = DawidSkene(smoothing=1.0, anchor="rates").fit(votes, gold, mask)
+    # teacher 0: right on both seed docs -> sens (1+1)/(1+2), spec (1+1)/(1+2)
+    # teacher 1: right on doc 0, wrong on doc 1 -> sens 2/3, spec (0+1)/(1+2) = 1/3
+    assert np.allclose(model.sensitivity_[:, 0], [2 / 3, 2 / 3])
+    assert np.allclose(model.specificity_[:, 0], [2 / 3, 1 / 3])
+    assert np.allclose(model.prior_, [0.5])  # (1 + 1) / (2 + 2)
+    assert model.n_iter_ == 1 and model.converged_
+    # doc 2 (t0 yes, t1 no): 0.5*(2/3)*(1/3) vs 0.5*(1/3)*(1/3) -> 2/3
+    # doc 3 (both no): 0.5*(1/3)*(1/3) vs 0.5*(2/3)*(1/3) -> 1/3
+    assert np.allclose(model.posteriors_[:, 0], [1.0, 0.0, 2 / 3, 1 / 3])
+    # the seed statistics of two shards add up to those of the whole
+    whole = dawid_skene_seed_stats(votes, gold, mask)
+    parts = dawid_skene_seed_stats(votes[:1], gold[:1], mask[:1]) + dawid_skene_seed_stats(
+        votes[1:], gold[1:], mask[1:]
+    )
+    assert np.allclose(whole.pos_vote, parts.pos_vote)
+    assert np.allclose(whole.neg_novote, parts.neg_novote)
+
+
+def test_rates_anchor_resists_correlated_teachers() -> None:
+    # Teacher 0 is good and independent; teachers 1 and 2 are weak and make the SAME errors.
+    # EM over all documents takes the pair's agreement for the truth; rates from a gold seed
+    # of 100 documents do not.
+    rng = np.random.default_rng(0)
+    n = 3000
+    truth = rng.random((n, 1)) < 0.2
+    good = np.where(rng.random((n, 1)) < np.where(truth, 0.8, 0.05), 1.0, 0.0)
+    weak = np.where(rng.random((n, 1)) < np.where(truth, 0.55, 0.2), 1.0, 0.0)
+    votes = np.stack([good, weak, weak], axis=1)
+    gold = truth.astype(float)
+    mask = np.zeros(n, dtype=bool)
+    mask[:100] = True
+    clamp = DawidSkene(max_iter=200).fit(votes, gold, mask)
+    rates = DawidSkene(anchor="rates").fit(votes, gold, mask)
+    assert abs(rates.sensitivity_[0, 0] - 0.8) < 0.1
+    assert abs(rates.sensitivity_[1, 0] - 0.55) < 0.15
+    held = ~mask
+
+    def accuracy(model: DawidSkene) -> float:
+        return float(((model.posteriors_[held] >= 0.5) == truth[held]).mean())
+
+    majority = float(((majority_vote(votes)[held] >= 0.5) == truth[held]).mean())
+    assert accuracy(rates) > accuracy(clamp) + 0.02
+    assert accuracy(rates) > majority + 0.02
+
+
 def test_gold_without_mask_anchors_every_row() -> None:
     votes = np.array([[[1.0], [1.0]], [[0.0], [1.0]]])
     gold = np.array([[0.0], [1.0]])
@@ -383,6 +435,8 @@ GOOD = np.zeros((4, 3, 2))
         (lambda: DawidSkene().fit(GOOD, gold=np.full((4, 2), NAN)), "got nan"),
         (lambda: DawidSkene(init="random").fit(GOOD), "init must be 'majority', got 'random'"),
         (lambda: DawidSkene(soft_votes="hard").fit(GOOD), "soft_votes must be"),
+        (lambda: DawidSkene(anchor="gold").fit(GOOD), "anchor must be 'clamp' or 'rates', got"),
+        (lambda: dawid_skene_seed_stats(GOOD, None, None), "needs gold and gold_mask"),
         (lambda: dawid_skene_shard_stats(GOOD, None, soft_votes="x"), "soft_votes must be"),
         (lambda: DawidSkene().predict_proba(GOOD), "not fitted"),
         (lambda: DawidSkene(max_iter=1).fit(GOOD).predict_proba(np.zeros((1, 2, 2))), r"\(N, 3"),
