@@ -255,3 +255,11 @@ def test_cli_serve_refuses_auth_without_key(tmp_path, capsys, monkeypatch) -> No
     code = main(["serve", str(tmp_path), "--set", "auth.api_key_env=LABELMILL_UNSET_KEY"])
     assert code == 2
     assert "'LABELMILL_UNSET_KEY' but that variable is unset or empty" in capsys.readouterr().err
+
+
+def test_bundled_serve_config_validates() -> None:
+    from pathlib import Path
+
+    config = load_serve_config(Path(__file__).resolve().parents[2] / "configs" / "serve.yaml")
+    assert config.model_dir == "out/demo/student"
+    assert config.cascade.enabled is False and config.cascade.teacher is not None
