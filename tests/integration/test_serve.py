@@ -236,6 +236,36 @@ def test_cascade_over_budget_keeps_the_student_answer(
     assert sum(standin.seen.values()) == before  # nothing was sent
 
 
+def _metric_total(text: str, name: str, *labels: str) -> float:
+    """Sum of a Prometheus metric's samples whose label set contains every ``labels`` item."""
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith(name + "{") and all(label in line for label in labels):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def test_prometheus_metrics(endpoint: str, ray_local: Any) -> None:
+    port = ray_local.nodes()[0]["MetricsExportPort"]
+    wanted = [
+        ("ray_labelmill_requests_total", 'route="classify"', 'status="200"'),
+        ("ray_labelmill_requests_total", 'route="classify"', 'status="422"'),
+        ("ray_labelmill_request_errors_total", 'code="too_many_texts"'),
+        ("ray_labelmill_request_latency_ms_count", 'route="classify"'),
+        ("ray_labelmill_batch_size_count",),
+        ("ray_labelmill_texts_total",),
+        ("ray_labelmill_cascade_texts_total", 'outcome="budget"'),
+    ]
+    deadline = time.monotonic() + 60  # Ray exports metrics every few seconds
+    while True:
+        text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+        missing = [w for w in wanted if _metric_total(text, *w) <= 0]
+        if not missing or time.monotonic() > deadline:
+            break
+        time.sleep(2)
+    assert not missing, f"metrics not exported: {missing}"
+
+
 def test_redeploy_under_load_drops_no_request(endpoint: str, students: dict[str, Path]) -> None:
     url = f"{endpoint}/plain/v1/classify"
     v1 = httpx.post(url, json={"text": "x"}).json()["model_version"]
