@@ -5,6 +5,8 @@
     labelmill distill CONFIG [--set ...]             train and export the student (Ray Train)
     labelmill evaluate CONFIG [--set ...]            score teachers, aggregate, student vs gold
     labelmill predict CONFIG [--set ...]             run the student over the corpus (batch)
+    labelmill run CONFIG [--set ...]                 the whole loop, campaign rounds included
+    labelmill campaign CONFIG [--dry-run] [--set ...]  budgeted relabeling rounds
     labelmill serve ARTIFACT_DIR [--config F] [--set ...] [--host H] [--port P]
                                                      the HTTP endpoint (Ray Serve)
     labelmill models prepare NAME [--force]          build a bundled model locally (no network)
@@ -33,10 +35,12 @@ _JOBS = {
     "distill": "train the student on the aggregate labels (Ray Train) and export it",
     "evaluate": "score every teacher, the aggregate and the student against gold",
     "predict": "run the exported student over the corpus as a batch job",
+    "run": "the whole loop: label -> aggregate -> distill -> evaluate -> campaign rounds",
+    "campaign": "relabel the documents where it helps most, within the hard budget",
 }
 
 
-def _run_job(command: str, config: LabelmillConfig) -> None:
+def _run_job(command: str, config: LabelmillConfig, dry_run: bool = False) -> None:
     """Run one job stage (imported lazily: the Ray pipelines load only when asked for)."""
     if command == "label":
         from pipelines.label import run_label_job
@@ -58,6 +62,14 @@ def _run_job(command: str, config: LabelmillConfig) -> None:
         from pipelines.predict import run_predict_job
 
         print(run_predict_job(config).render())
+    elif command == "run":
+        from pipelines.run import run_whole
+
+        print(run_whole(config).render())
+    elif command == "campaign":
+        from pipelines.campaign import run_campaign
+
+        print(run_campaign(config, dry=dry_run).render())
     else:  # argparse only lets known commands through
         raise ValueError(f"unknown command {command!r}")
 
@@ -81,7 +93,12 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     for name, text in _JOBS.items():
-        _add_config_args(commands.add_parser(name, help=text))
+        job = commands.add_parser(name, help=text)
+        _add_config_args(job)
+        if name == "campaign":
+            job.add_argument(
+                "--dry-run", action="store_true", help="print the estimated cost; send nothing"
+            )
 
     serve = commands.add_parser("serve", help="serve an exported student over HTTP (Ray Serve)")
     serve.add_argument("artifact_dir", help="exported student directory (labelmill distill)")
@@ -149,7 +166,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             serve_forever(serve_config, args.host, args.port, args.address)
             return 0
         config = load_config(args.config, args.overrides)
-        _run_job(args.command, config)
+        _run_job(args.command, config, dry_run=getattr(args, "dry_run", False))
         return 0
     except ValueError as error:  # ConfigError included: bad config or input, field named
         print(f"labelmill: {error}", file=sys.stderr)

@@ -125,10 +125,17 @@ class AggregateJobSummary:
 
 
 def resolve_teachers(config: LabelmillConfig) -> list[str]:
-    """``aggregate.teachers``, or every configured teacher's name; ``ValueError`` on duplicates."""
+    """``aggregate.teachers``; by default every configured teacher's name, where a campaign
+    teacher (``campaign.teachers``) counts only once it has votes. ``ValueError`` on duplicates.
+    """
     names = config.aggregate.teachers
     if names is None:
-        return [t.name for t in config.teachers]
+        campaign = set(config.campaign.teachers)
+        return [
+            t.name
+            for t in config.teachers
+            if t.name not in campaign or list_vote_parts(config.output_uri, t.name)
+        ]
     if not names or len(set(names)) != len(names):
         raise ValueError(f"aggregate.teachers must be distinct names, at least one, got {names!r}")
     return list(names)

@@ -156,16 +156,30 @@ def _ids(corpus: Any) -> list[str]:
     return ids
 
 
-def run_label_job(config: LabelmillConfig) -> LabelJobSummary:
-    """Run every teacher of ``config`` over its corpus; return what each did."""
+def run_label_job(
+    config: LabelmillConfig,
+    teachers: list[str] | None = None,
+    summary_path: str = "label_summary.json",
+) -> LabelJobSummary:
+    """Run teachers of ``config`` over its corpus; return what each did.
+
+    ``teachers``: the names to run; by default every configured teacher except the campaign
+    teachers (``campaign.teachers`` relabel only what a campaign selects). The summary is
+    written to ``<output_uri>/<summary_path>``.
+    """
     taxonomy = Taxonomy.from_config(config.taxonomy)
-    plans = [make_plan(teacher, taxonomy) for teacher in config.teachers]
+    if teachers is None:
+        teachers = [t.name for t in config.teachers if t.name not in config.campaign.teachers]
+    unknown = sorted(set(teachers) - {t.name for t in config.teachers})
+    if unknown:
+        raise ValueError(f"teachers {unknown} are not configured")
+    plans = [make_plan(t, taxonomy) for t in config.teachers if t.name in teachers]
     summary = LabelJobSummary(output_uri=config.output_uri, taxonomy_version=taxonomy.version)
     with ray_session(config.ray):
         for plan in plans:
             summary.teachers.append(_run_teacher(config, plan))
-    fs, path = fsspec.core.url_to_fs(config.output_uri)
-    fs.makedirs(path, exist_ok=True)
-    with fs.open(f"{path}/label_summary.json", "w") as handle:
+    fs, path = fsspec.core.url_to_fs(f"{config.output_uri.rstrip('/')}/{summary_path}")
+    fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
+    with fs.open(path, "w") as handle:
         handle.write(summary.to_json())
     return summary

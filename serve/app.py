@@ -77,19 +77,20 @@ class Student:
         device = "cuda" if torch.cuda.is_available() and _gpus_assigned() else "cpu"
         self.student = load_student(model_dir, max_length=max_length, device=device)
         self.device = device
+        self.forward_batch_size = batching.forward_batch_size
         self.score_batch.set_max_batch_size(batching.max_batch_size)
         self.score_batch.set_batch_wait_timeout_s(batching.batch_wait_timeout_s)
         self.batch_sizes: deque[int] = deque(maxlen=10_000)
         self.batch_histogram = Histogram(
             "labelmill_batch_size",
-            description="Texts per student forward pass.",
+            description="Texts per student batch (gathered across requests).",
             boundaries=_BATCH_BOUNDARIES,
         )
 
     def _forward(self, texts: list[str]) -> tuple[np.ndarray, list[bool]]:
         from labelmill.student.inference import predict_sorted, truncation_flags
 
-        probs = predict_sorted(self.student, texts, batch_size=max(len(texts), 1))
+        probs = predict_sorted(self.student, texts, batch_size=self.forward_batch_size)
         flags = truncation_flags(self.student.tokenizer, texts, self.student.max_length)
         return probs, flags
 
@@ -138,7 +139,7 @@ class Student:
         }
 
     def batch_stats(self) -> list[int]:
-        """Texts per forward pass, most recent last (for tests and diagnostics)."""
+        """Texts per batch (gathered across requests), most recent last (for tests and diagnostics)."""
         return list(self.batch_sizes)
 
 
@@ -426,8 +427,9 @@ def build_app(args: ServeConfig) -> Any:
         options["autoscaling_config"] = replicas.autoscaling
     else:
         options["num_replicas"] = replicas.num_replicas
+    threads = replicas.torch_threads or max(1, math.ceil(replicas.num_cpus))
     student = Student.options(**options).bind(
-        args.model_dir, args.max_length, args.batching, replicas.torch_threads
+        args.model_dir, args.max_length, args.batching, threads
     )
     cascade_handle = (
         CascadeTeacher.bind(args.model_dir, args.cascade) if args.cascade.enabled else None

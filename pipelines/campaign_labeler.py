@@ -1,0 +1,163 @@
+"""Who relabels a campaign's selected documents, and what it will cost before it is sent.
+
+A :class:`Labeler` has two methods: ``estimate`` (an upper bound of each document's tokens and
+money per teacher, reserved in the ledger before anything is sent) and ``label`` (write the
+votes of the admitted documents under ``<output_uri>/votes/<teacher>/``, the same schema as the
+label job; the ledger is then settled with the tokens each vote row records).
+
+:class:`TeacherLabeler` is the production one: the campaign teachers of the config, run by
+``run_label_job`` over a Parquet file of the admitted documents (so the label job's resume
+applies: a document with a vote is never sent twice). Its estimate counts the rendered prompt's
+tokens with the teacher's tokenizer plus the output cap (`set`) or one token per label
+(`score`); an `openai` teacher without a tokenizer is estimated at one token per 2 characters
+of prompt (configure `tokenizer` for a tight bound).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Protocol
+
+import fsspec
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from labelmill.config import LabelmillConfig
+from labelmill.requests import build_requests, document_token_budget
+from labelmill.taxonomy import Taxonomy
+from pipelines.teachers import load_tokenizer, tokenizer_source
+
+
+class Labeler(Protocol):
+    """What a campaign needs from whoever relabels documents."""
+
+    teachers: list[str]
+
+    def estimate(
+        self, ids: list[str], texts: list[str]
+    ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """teacher -> (tokens (n,) int, cost (n,) float), upper bounds per document."""
+        ...
+
+    def label(self, ids: list[str], texts: list[str], round_dir: str) -> None:
+        """Write a vote row per (teacher, document) for the given documents."""
+        ...
+
+
+def price(
+    tokens_in: np.ndarray, tokens_out: np.ndarray, per_1k_in: float, per_1k_out: float
+) -> np.ndarray:
+    """Money of (n,) input and output token counts at per-1k prices -> (n,)."""
+    return (tokens_in * per_1k_in + tokens_out * per_1k_out) / 1000.0
+
+
+class TeacherLabeler:
+    """The config's campaign teachers, through the label job on the admitted documents."""
+
+    def __init__(self, config: LabelmillConfig) -> None:
+        from pipelines.label import make_plan
+
+        self.config = config
+        self.teachers = list(config.campaign.teachers)
+        taxonomy = Taxonomy.from_config(config.taxonomy)
+        self.plans = {
+            t.name: make_plan(t, taxonomy) for t in config.teachers if t.name in self.teachers
+        }
+        for name, plan in self.plans.items():
+            if plan.teacher.kind == "embedding":
+                raise ValueError(f"campaign teacher {name!r} is an embedding teacher: use an LLM")
+        self.tokenizers = {n: load_tokenizer(tokenizer_source(p)) for n, p in self.plans.items()}
+
+    def estimate(
+        self, ids: list[str], texts: list[str]
+    ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        out = {}
+        for name, plan in self.plans.items():
+            tokenizer = self.tokenizers[name]
+            budget = document_token_budget(plan, tokenizer)
+            tokens_in = np.zeros(len(ids), dtype=np.int64)
+            tokens_out = np.zeros(len(ids), dtype=np.int64)
+            for i, (doc_id, text) in enumerate(zip(ids, texts, strict=True)):
+                for request in build_requests(doc_id, text, plan, tokenizer, budget):
+                    if request["prep_error"] is not None:
+                        continue  # a bad document costs nothing: it is never sent
+                    if tokenizer is not None:
+                        tokens_in[i] += len(
+                            tokenizer.encode(request["prompt"], add_special_tokens=False)
+                        )
+                    else:
+                        chars = sum(len(m["content"]) for m in request["messages"])
+                        tokens_in[i] += (chars + 1) // 2
+                    tokens_out[i] += plan.output_tokens
+            teacher = plan.teacher
+            cost = price(
+                tokens_in, tokens_out, teacher.price_per_1k_input, teacher.price_per_1k_output
+            )
+            out[name] = (tokens_in + tokens_out, cost)
+        return out
+
+    def label(self, ids: list[str], texts: list[str], round_dir: str) -> None:
+        from pipelines.label import run_label_job
+
+        docs_uri = f"{round_dir}/docs.parquet"
+        fs, path = fsspec.core.url_to_fs(docs_uri)
+        fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
+        with fs.open(path, "wb") as handle:
+            pq.write_table(pa.table({"id": ids, "text": texts}), handle)
+        corpus = self.config.corpus.model_copy(
+            update={
+                "uri": docs_uri,
+                "format": "parquet",
+                "id_column": "id",
+                "text_column": "text",
+                "gold_column": None,
+                "limit": None,
+            }
+        )
+        subset = self.config.model_copy(update={"corpus": corpus})
+        summary_path = (
+            round_dir[len(self.config.output_uri.rstrip("/")) + 1 :] + "/label_summary.json"
+        )
+        run_label_job(subset, teachers=self.teachers, summary_path=summary_path)
+
+
+def vote_spend(
+    config: LabelmillConfig, teacher: str, ids: set[str]
+) -> dict[str, tuple[int, float]]:
+    """Actual (tokens, cost) per document of ``teacher``'s latest vote rows among ``ids``."""
+    from pipelines.votes_io import read_votes
+
+    table = read_votes(config.output_uri, teacher, ["id", "prompt_tokens", "output_tokens"])
+    settings = next(t for t in config.teachers if t.name == teacher)
+    spend: dict[str, tuple[int, float]] = {}
+    for row in table.to_pylist():
+        if row["id"] in ids:
+            t_in, t_out = int(row["prompt_tokens"] or 0), int(row["output_tokens"] or 0)
+            cost = float(
+                price(
+                    np.array([t_in]),
+                    np.array([t_out]),
+                    settings.price_per_1k_input,
+                    settings.price_per_1k_output,
+                )[0]
+            )
+            spend[row["id"]] = (t_in + t_out, cost)
+    return spend
+
+
+def write_json(uri: str, payload: Any) -> None:
+    """Write JSON to an fsspec URI (directories created)."""
+    fs, path = fsspec.core.url_to_fs(uri)
+    fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
+    with fs.open(path, "w") as handle:
+        handle.write(json.dumps(payload, indent=2, default=float) + "\n")
+
+
+def read_json(uri: str) -> Any | None:
+    """JSON at an fsspec URI, or None when the file does not exist."""
+    fs, path = fsspec.core.url_to_fs(uri)
+    if not fs.exists(path):
+        return None
+    with fs.open(path, "r") as handle:
+        return json.loads(handle.read())
