@@ -25,6 +25,8 @@ def minimal() -> dict:
 
 def test_shipped_configs_validate() -> None:
     for path in sorted((REPO / "configs").glob("*.yaml")):
+        if path.name == "serve.yaml":  # a Ray Serve config file: see test_serving.py
+            continue
         config = load_config(path)
         assert config.teachers, path
 
