@@ -139,7 +139,7 @@ class Student:
         }
 
     def batch_stats(self) -> list[int]:
-        """Texts per batch (gathered across requests), most recent last (for tests and diagnostics)."""
+        """Texts per batch (gathered across requests), most recent last; for tests."""
         return list(self.batch_sizes)
 
 
