@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
@@ -54,6 +55,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--student-batch-size", type=int, default=32)
     parser.add_argument("--student-workers", type=int, default=1)
     parser.add_argument("--sim-seed", type=int, default=0)
+    parser.add_argument("--docs", type=int, default=0, help="first N sample rows (0: all)")
     return parser.parse_args(argv)
 
 
@@ -129,6 +131,9 @@ def main(argv: list[str] | None = None) -> None:
     shutil.rmtree(out, ignore_errors=True)
     trees = Trees(args)
     table, corpus_path, _ = write_corpora(out, 0)
+    if args.docs:  # a smaller run (smoke test): the first N rows of the sample
+        table = table.slice(0, args.docs)
+        pq.write_table(pq.read_table(corpus_path).slice(0, args.docs), corpus_path)
     truth = dict(zip(table["id"].to_pylist(), table["tags"].to_pylist(), strict=True))
     corpus = {"uri": corpus_path, "id_column": "id", "text_column": "text", "gold_column": "tags"}
     strong = {
