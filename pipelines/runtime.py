@@ -26,7 +26,8 @@ def ray_session(config: RayConfig) -> Iterator[None]:
     kwargs: dict = {"ignore_reinit_error": True, "include_dashboard": False}
     if config.address is not None:
         kwargs["address"] = config.address
-    else:
+    else:  # "local": a new embedded Ray even if another one runs on this machine
+        kwargs["address"] = "local"
         kwargs["num_cpus"] = config.num_cpus or max(os.cpu_count() or 1, 4)
         if config.object_store_memory_gb is not None:
             kwargs["object_store_memory"] = int(config.object_store_memory_gb * 2**30)

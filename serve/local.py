@@ -36,7 +36,8 @@ def start_endpoint(
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     if not ray.is_initialized():
         init: dict[str, Any] = {"address": address, "include_dashboard": False}
-        if address is None:
+        if address is None:  # a new embedded Ray even if another one runs on this machine
+            init["address"] = "local"
             init["num_cpus"] = num_cpus or max(os.cpu_count() or 1, 4)
         ray.init(**init)
     serve.start(http_options={"host": host, "port": port})

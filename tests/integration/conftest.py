@@ -30,7 +30,8 @@ def ray_local() -> Iterator[Any]:
     # Ray's worker processes (Serve replicas among them) inherit the environment of the
     # processes ray.init starts: the endpoint's auth test reads its key from here.
     os.environ.setdefault(API_KEY_ENV, API_KEY)
-    ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False)
+    # address="local": always a fresh local Ray, never one a concurrent process left running
+    ray.init(address="local", num_cpus=4, include_dashboard=False, log_to_driver=False)
     yield ray
     ray.shutdown()
 
