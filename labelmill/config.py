@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -22,6 +22,9 @@ class StrictModel(BaseModel):
     """Base for every config model: unknown keys are errors, values are immutable."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+_Model = TypeVar("_Model", bound=StrictModel)
 
 
 class CorpusConfig(StrictModel):
@@ -615,25 +618,35 @@ def format_validation_error(error: ValidationError) -> str:
     return "invalid configuration:\n" + "\n".join(lines)
 
 
-def parse_config(tree: dict[str, Any], overrides: list[str] | None = None) -> LabelmillConfig:
-    """Validate a raw config tree (with overrides applied) into a :class:`LabelmillConfig`."""
+def validate_tree(model: type[_Model], tree: Any, overrides: list[str] | None, what: str) -> _Model:
+    """Apply ``key=value`` overrides to a raw YAML tree and validate it into ``model``."""
     if not isinstance(tree, dict):
-        raise ConfigError(f"a config must be a mapping at the top level, got {type(tree).__name__}")
+        raise ConfigError(f"{what} must be a mapping at the top level, got {type(tree).__name__}")
     for assignment in overrides or []:
         apply_override(tree, assignment)
     try:
-        return LabelmillConfig.model_validate(tree)
+        return model.model_validate(tree)
     except ValidationError as error:
         raise ConfigError(format_validation_error(error)) from None
 
 
-def load_config(path: str | Path, overrides: list[str] | None = None) -> LabelmillConfig:
-    """Load and validate a YAML config file; relative local paths in it stay as written."""
+def read_yaml(path: str | Path, what: str) -> Any:
+    """The parsed YAML of a file (None for an empty one); ConfigError if missing or invalid."""
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"config file {str(path)!r} does not exist")
+        raise ConfigError(f"{what} file {str(path)!r} does not exist")
     try:
-        tree = yaml.safe_load(path.read_text(encoding="utf-8"))
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as error:
-        raise ConfigError(f"config file {str(path)!r} is not valid YAML: {error}") from None
+        raise ConfigError(f"{what} file {str(path)!r} is not valid YAML: {error}") from None
+
+
+def parse_config(tree: dict[str, Any], overrides: list[str] | None = None) -> LabelmillConfig:
+    """Validate a raw config tree (with overrides applied) into a :class:`LabelmillConfig`."""
+    return validate_tree(LabelmillConfig, tree, overrides, "a config")
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None) -> LabelmillConfig:
+    """Load and validate a YAML config file; relative local paths in it stay as written."""
+    tree = read_yaml(path, "config")
     return parse_config(tree if tree is not None else {}, overrides)

@@ -11,15 +11,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import yaml
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, model_validator
 
 from labelmill.config import (
     ConfigError,
     StrictModel,
     TeacherConfig,
-    apply_override,
-    format_validation_error,
+    read_yaml,
+    validate_tree,
 )
 
 
@@ -157,14 +156,7 @@ class ServeConfig(StrictModel):
 
 def parse_serve_config(tree: dict[str, Any], overrides: list[str] | None = None) -> ServeConfig:
     """Validate a raw serve args tree (overrides applied) into a :class:`ServeConfig`."""
-    if not isinstance(tree, dict):
-        raise ConfigError(f"serve args must be a mapping, got {type(tree).__name__}")
-    for assignment in overrides or []:
-        apply_override(tree, assignment)
-    try:
-        return ServeConfig.model_validate(tree)
-    except ValidationError as error:
-        raise ConfigError(format_validation_error(error)) from None
+    return validate_tree(ServeConfig, tree, overrides, "serve args")
 
 
 def load_serve_config(
@@ -175,25 +167,14 @@ def load_serve_config(
     ``model_dir`` (the CLI's ARTIFACT_DIR) replaces the file's ``model_dir``; with no file the
     args are ``{"model_dir": model_dir}`` plus ``overrides``.
     """
-    tree: dict[str, Any] = {}
+    tree: Any = {}
     if path is not None:
-        file = Path(path)
-        if not file.is_file():
-            raise ConfigError(f"serve config file {str(file)!r} does not exist")
-        try:
-            loaded = yaml.safe_load(file.read_text(encoding="utf-8"))
-        except yaml.YAMLError as error:
-            raise ConfigError(f"serve config {str(file)!r} is not valid YAML: {error}") from None
-        if isinstance(loaded, dict) and "applications" in loaded:
-            apps = loaded["applications"]
+        tree = read_yaml(path, "serve config") or {}
+        if isinstance(tree, dict) and "applications" in tree:
+            apps = tree["applications"]
             if not isinstance(apps, list) or not apps or not isinstance(apps[0], dict):
-                raise ConfigError(f"serve config {str(file)!r}: applications must be a list")
-            loaded = apps[0].get("args") or {}
-        if not isinstance(loaded, dict):
-            raise ConfigError(
-                f"serve config {str(file)!r} must be a mapping, got {type(loaded).__name__}"
-            )
-        tree = loaded
-    if model_dir is not None:
+                raise ConfigError(f"serve config {str(path)!r}: applications must be a list")
+            tree = apps[0].get("args") or {}
+    if model_dir is not None and isinstance(tree, dict):
         tree["model_dir"] = model_dir
     return parse_serve_config(tree, overrides)

@@ -207,7 +207,9 @@ def test_serve_config_defaults_and_cascade_checks() -> None:
         parse_serve_config({"model_dir": "m", "batching": {"max_batch_size": 0}})
     with pytest.raises(ConfigError, match=r"limits\.max_texts"):
         parse_serve_config({"model_dir": "m", "limits": {"max_texts": 3}})
-    with pytest.raises(ConfigError, match="serve args must be a mapping, got list"):
+    with pytest.raises(
+        ConfigError, match="serve args must be a mapping at the top level, got list"
+    ):
         parse_serve_config([])  # type: ignore[arg-type]
 
 
@@ -233,7 +235,7 @@ def test_load_serve_config_from_args_file_and_serve_file(tmp_path) -> None:
     with pytest.raises(ConfigError, match="applications must be a list"):
         load_serve_config(bad)
     bad.write_text("- 1\n", encoding="utf-8")
-    with pytest.raises(ConfigError, match="must be a mapping, got list"):
+    with pytest.raises(ConfigError, match="must be a mapping at the top level, got list"):
         load_serve_config(bad)
 
 
