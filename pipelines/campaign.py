@@ -38,6 +38,7 @@ from labelmill.layout import aggregate_labels_uri, eval_dir, run_path, student_d
 from labelmill.ledger import Budget, BudgetLedger
 from pipelines.campaign_labeler import Labeler, TeacherLabeler, read_json, vote_spend, write_json
 from pipelines.campaign_select import CampaignInputs, load_inputs, rank_candidates
+from pipelines.gold import has_gold
 from pipelines.runtime import ray_session
 
 
@@ -137,6 +138,8 @@ def _retrain_and_evaluate(config: LabelmillConfig) -> dict[str, Any]:
     if fs.exists(path):  # a retry of this round: the export needs an empty directory
         fs.rm(path, recursive=True)
     run_distill_job(config)
+    if not has_gold(config):
+        return {}
     run_evaluate_job(config)
     return _metrics(config)
 
@@ -253,8 +256,11 @@ def run_campaign(
         if not rounds:
             from pipelines.evaluate import run_evaluate_job
 
-            run_evaluate_job(config)
-            rounds.append(_record(0, c.strategy, 0, 0, ledger, _metrics(config), None))
+            metrics = {}
+            if has_gold(config):  # without gold the report has spend, no quality
+                run_evaluate_job(config)
+                metrics = _metrics(config)
+            rounds.append(_record(0, c.strategy, 0, 0, ledger, metrics, None))
             write_json(campaign_uri(config, "state.json"), state)
         current = student_dir(config) if len(rounds) == 1 else rounds[-1]["student"]
         relabeled = inputs.relabeled(config)

@@ -18,6 +18,7 @@ from typing import Any
 from labelmill.config import LabelmillConfig
 from labelmill.layout import run_path, student_dir
 from pipelines.campaign_labeler import write_json
+from pipelines.gold import has_gold
 from pipelines.runtime import ray_session
 
 
@@ -36,10 +37,6 @@ class RunSummary:
             lines.append(stage["text"])
         lines.append(f"run summary: {self.summary_uri}")
         return "\n".join(lines)
-
-
-def _has_gold(config: LabelmillConfig) -> bool:
-    return config.gold.uri is not None or config.corpus.gold_column is not None
 
 
 def run_whole(config: LabelmillConfig) -> RunSummary:
@@ -76,7 +73,7 @@ def run_whole(config: LabelmillConfig) -> RunSummary:
         stage("label", lambda: run_label_job(config), _render_label)
         stage("aggregate", lambda: run_aggregate_job(config), lambda s: s.render())
         stage("distill", lambda: _distill(config, run_distill_job), lambda s: s.render())
-        if _has_gold(config):
+        if has_gold(config):
             stage("evaluate", lambda: run_evaluate_job(config), lambda s: s.render())
         if config.campaign.teachers:
             stage("campaign", lambda: run_campaign(config), lambda s: s.render())
