@@ -214,7 +214,7 @@ def main(argv: list[str] | None = None) -> None:
             f"| {strategy:<9} | {last['docs_relabeled_total']:>9} | {spent:>8.3f} | "
             f"{max_cost:>8.3f} | {first['student_micro_f1']:>8.3f} | "
             f"{last['student_micro_f1']:>8.3f} | {first['student_macro_f1']:>8.3f} | "
-            f"{last['student_macro_f1']:>8.3f} | {gain:>10.4f} |"
+            f"{last['student_macro_f1']:>8.3f} | {gain:>10.2e} |"
         )
         assert spent <= max_cost + 1e-9, f"{strategy} spent {spent} > cap {max_cost}"
     if gains.get("random"):
