@@ -47,6 +47,8 @@ bench: install
 	$(PY) bench/teacher_throughput.py
 	$(PY) bench/quality.py --simulated --real
 	$(PY) bench/student_speed.py
+	$(PY) bench/serve_load.py
+	$(PY) bench/campaign.py
 
 clean:
 	rm -rf out .cache
