@@ -17,7 +17,7 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from labelmill.report import _figure, _png_base64
+from labelmill.report import new_figure, png_base64
 
 _STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em; color: #222; }
@@ -67,7 +67,7 @@ def _cell(value: Any) -> str:
 
 def plot_quality_vs_spend(rounds: Sequence[Mapping[str, Any]]) -> str:
     """F1 of the student and the aggregate against cumulative spend -> base64 PNG."""
-    figure = _figure(6.5, 4.0)
+    figure = new_figure(6.5, 4.0)
     axes = figure.add_subplot(1, 1, 1)
     use_cost = any(float(r.get("cost_spent") or 0) > 0 for r in rounds)
     key = "cost_spent" if use_cost else "tokens_spent"
@@ -86,7 +86,7 @@ def plot_quality_vs_spend(rounds: Sequence[Mapping[str, Any]]) -> str:
     axes.set_ylabel("F1 on held-out gold")
     axes.grid(alpha=0.3)
     axes.legend(loc="best", fontsize=8)
-    return _png_base64(figure)
+    return png_base64(figure)
 
 
 def render_campaign_report(

@@ -30,7 +30,7 @@ img { max-width: 100%; }
 """
 
 
-def _figure(width: float, height: float) -> Any:
+def new_figure(width: float, height: float) -> Any:
     """A matplotlib Figure bound to an Agg canvas."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -40,7 +40,7 @@ def _figure(width: float, height: float) -> Any:
     return figure
 
 
-def _png_base64(figure: Any) -> str:
+def png_base64(figure: Any) -> str:
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", bbox_inches="tight")
     return base64.b64encode(buffer.getvalue()).decode("ascii")
@@ -54,7 +54,7 @@ def plot_per_label_f1(document: Mapping[str, Any]) -> str:
     """Grouped bar chart of per-label F1 (K groups, one bar per system) -> base64 PNG."""
     names = document["taxonomy"]["names"]
     systems = document["systems"]
-    figure = _figure(max(6.0, 0.9 * len(names) + 2.0), 4.0)
+    figure = new_figure(max(6.0, 0.9 * len(names) + 2.0), 4.0)
     axes = figure.add_subplot(1, 1, 1)
     x = np.arange(len(names))
     width = 0.8 / max(len(systems), 1)
@@ -68,12 +68,12 @@ def plot_per_label_f1(document: Mapping[str, Any]) -> str:
     axes.set_title("Per-label F1 on held-out gold")
     axes.legend(fontsize=8, ncols=min(len(systems), 4))
     axes.grid(axis="y", alpha=0.3)
-    return _png_base64(figure)
+    return png_base64(figure)
 
 
 def plot_reliability(document: Mapping[str, Any]) -> str:
     """Reliability diagram (mean confidence vs observed frequency per bin) -> base64 PNG."""
-    figure = _figure(5.5, 5.0)
+    figure = new_figure(5.5, 5.0)
     axes = figure.add_subplot(1, 1, 1)
     axes.plot([0, 1], [0, 1], linestyle="--", color="grey", linewidth=1, label="perfect")
     for system, entry in document["systems"].items():
@@ -90,7 +90,7 @@ def plot_reliability(document: Mapping[str, Any]) -> str:
     axes.set_title("Reliability diagram (all document-label cells)")
     axes.legend(fontsize=8, loc="upper left")
     axes.grid(alpha=0.3)
-    return _png_base64(figure)
+    return png_base64(figure)
 
 
 def _summary_table(document: Mapping[str, Any]) -> str:
