@@ -315,8 +315,9 @@ class AggregateConfig(StrictModel):
         default="dawid_skene",
         description="`majority`: share of teachers voting yes; `weighted`: log-odds vote "
         "weighted by each teacher's per-label accuracy (from `teacher_weights`, else estimated "
-        "on the gold seed, else against the majority); `dawid_skene`: per-label binary EM over "
-        "each teacher's sensitivity and specificity.",
+        "on the gold seed, else against the majority); `dawid_skene`: per-label binary "
+        "Dawid-Skene, hard-vote teachers with a sensitivity and specificity, probability "
+        "teachers with a logit-linear score model (labelmill/aggregation/dawid_skene.py).",
     )
     teachers: list[str] | None = Field(
         default=None,
@@ -324,20 +325,32 @@ class AggregateConfig(StrictModel):
         "null: every configured teacher. Votes of teachers no longer configured (or written by "
         "the benchmark's simulated teachers) can be named here.",
     )
-    threshold: float = Field(
-        default=0.5, gt=0.0, lt=1.0, description="Probability at or above which a label is set."
+    threshold: float | None = Field(
+        default=None,
+        gt=0.0,
+        lt=1.0,
+        description="A fixed probability at or above which a label is set, for every label and "
+        "(in `evaluate`) every system. null: one threshold per label, tuned for F1 on the gold "
+        "seed where the label has enough seed positives, else the expected-F1 rule (see "
+        "labelmill/aggregation/thresholds.py).",
     )
     max_iter: int = Field(default=50, ge=1, description="`dawid_skene`: EM iterations at most.")
     tol: float = Field(
         default=1e-4, ge=0.0, description="`dawid_skene`: stop when no rate moves more than this."
     )
     smoothing: float = Field(
-        default=1.0, ge=0.0, description="`dawid_skene`: Beta pseudo-count on every rate."
+        default=1.0,
+        ge=0.0,
+        description="`dawid_skene`: pseudo-evidence on every estimate: hard-vote rates are "
+        "shrunk towards the uninformative teacher with 2x this many votes, the score model "
+        "towards the calibrated teacher with this ridge strength.",
     )
-    soft_votes: Literal["mixture", "fractional"] = Field(
-        default="mixture",
-        description="`dawid_skene`: how a teacher's probability enters the likelihood "
-        "(see labelmill/dawid_skene.py).",
+    soft_votes: Literal["score", "mixture", "fractional"] = Field(
+        default="score",
+        description="`dawid_skene`: how a teacher's probability enters the likelihood: `score` "
+        "reads probability teachers (score and embedding modes) through the score model; "
+        "`mixture` / `fractional` are the older latent-vote models, kept for comparison "
+        "(see labelmill/aggregation/dawid_skene.py).",
     )
     use_gold_seed: bool = Field(
         default=True,
@@ -372,7 +385,26 @@ class StudentConfig(StrictModel):
     max_length: int = Field(default=128, ge=8, description="Tokens per document (cut beyond).")
     batch_size: int = Field(default=32, ge=1, description="Training batch size per worker.")
     epochs: int = Field(
-        default=5, ge=1, description="Epochs at most (early stopping may end sooner)."
+        default=5,
+        ge=1,
+        description="Epochs to run at least (more on small splits, see `min_steps`; early "
+        "stopping may end sooner).",
+    )
+    min_steps: int = Field(
+        default=150,
+        ge=0,
+        description="Optimizer steps to reach at least: small splits get more epochs "
+        "(up to `max_epochs`), since a few hundred rows give too few steps per epoch.",
+    )
+    max_epochs: int = Field(
+        default=20, ge=1, description="Cap on the epochs that `min_steps` may add."
+    )
+    warmup_fraction: float = Field(
+        default=0.1,
+        ge=0.0,
+        lt=1.0,
+        description="Share of the optimizer steps with a linear learning-rate warm-up; the "
+        "rate then decays linearly to 0 at the last step.",
     )
     learning_rate: float = Field(
         default=1e-4, gt=0.0, description="AdamW learning rate of the pretrained encoder."
@@ -405,7 +437,7 @@ class StudentConfig(StrictModel):
         gt=0.0,
         lt=1.0,
         description="Share of training documents (by id hash) held out for early stopping and "
-        "threshold tuning.",
+        "threshold tuning (gold-seed documents in it tune thresholds instead of training).",
     )
     patience: int = Field(
         default=2, ge=1, description="Stop after this many epochs without a better dev loss."
@@ -418,13 +450,6 @@ class StudentConfig(StrictModel):
         default=True,
         description="Leave the held-out gold documents (gold minus seed) out of training, so "
         "the student's evaluation is on documents it never saw.",
-    )
-    min_gold_dev_rows: int = Field(
-        default=20,
-        ge=1,
-        description="Tune the per-label thresholds against gold when the dev split holds at "
-        "least this many gold seed documents; otherwise against the aggregate's hard labels "
-        "(probs >= aggregate.threshold).",
     )
     output_dir: str | None = Field(
         default=None,

@@ -12,8 +12,7 @@ The aggregate Parquet stores one ``teacher_probs`` cell per document: T entries,
 :func:`votes_from_teacher_probs` turns a column of such cells into the (N, T, K) tensor.
 
 Also here: per-teacher confusion counts against a reference labeling (gold seed or a hard
-aggregate), Laplace-smoothed rates from them, and the Dawid-Skene parameter change used as the
-EM stopping rule.
+aggregate) and Laplace-smoothed rates from them.
 """
 
 from __future__ import annotations
@@ -26,7 +25,6 @@ import numpy as np
 import pyarrow as pa
 
 from labelmill._validation import check_probs, check_votes
-from labelmill.ds_types import DSParams
 
 
 def label_index(names: Sequence[str]) -> dict[str, int]:
@@ -191,18 +189,3 @@ def smoothed_rates(counts: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     tp, fn, fp, tn = c
     accuracy = (tp + tn + 1.0) / (tp + fn + fp + tn + 2.0)
     return accuracy, (tp + 1.0) / (tp + fn + 2.0), (tn + 1.0) / (tn + fp + 2.0)
-
-
-def param_change(old: DSParams, new: DSParams) -> float:
-    """Largest absolute change of any sensitivity, specificity or prior between two iterations."""
-    if old.sensitivity.shape != new.sensitivity.shape:
-        raise ValueError(
-            f"params of different shapes: {old.sensitivity.shape} vs {new.sensitivity.shape}"
-        )
-    return float(
-        max(
-            np.max(np.abs(new.sensitivity - old.sensitivity)),
-            np.max(np.abs(new.specificity - old.specificity)),
-            np.max(np.abs(new.prior - old.prior)),
-        )
-    )

@@ -25,35 +25,35 @@ import fsspec
 import numpy as np
 import pyarrow as pa
 
-from labelmill.aggregate import (
-    DawidSkene,
+from labelmill.aggregation import (
     DSParams,
+    EMFit,
+    ThresholdChoice,
     agreement,
+    choose_thresholds,
     dawid_skene_e_step,
-    dawid_skene_m_step,
     dawid_skene_seed_stats,
     dawid_skene_shard_stats,
+    fit_em,
     majority_vote,
     reliability_table,
+    threshold_stats,
     weighted_vote,
 )
 from labelmill.config import LabelmillConfig
 from labelmill.layout import aggregate_file_uri, aggregate_labels_uri
 from labelmill.taxonomy import Taxonomy
-from labelmill.vote_matrix import (
-    confusion_counts,
-    hard_reference,
-    param_change,
-    smoothed_rates,
-)
+from labelmill.vote_matrix import confusion_counts, hard_reference, smoothed_rates
 from pipelines.assemble import (
     NO_VOTE_ERROR,
+    SCORE_MODES,
     BatchSpec,
     aggregate_label_schema,
     assemble_votes,
     batch_arrays,
     label_table,
     list_vote_parts,
+    vote_mode,
     write_label_part,
 )
 from pipelines.corpus import read_corpus
@@ -84,6 +84,9 @@ class AggregateJobSummary:
     n_all_error: int = 0
     mean_agreement: float | None = None
     label_rate: dict[str, float] = field(default_factory=dict)
+    seed_prevalence: dict[str, float | None] = field(default_factory=dict)
+    thresholds: dict[str, dict[str, Any]] = field(default_factory=dict)
+    score_teachers: list[str] = field(default_factory=list)
     teacher_votes: dict[str, int] = field(default_factory=dict)
     n_iter: int | None = None
     converged: bool | None = None
@@ -116,8 +119,14 @@ class AggregateJobSummary:
             lines.append(f"  teacher weights from {self.weights_source}")
         lines.append(f"  {'teacher':<24}{'docs voted':>11}")
         lines += [f"  {t:<24}{self.teacher_votes.get(t, 0):>11}" for t in self.teachers]
-        lines.append(f"  {'label':<24}{'rate':>11}")
-        lines += [f"  {name:<24}{rate:>11.3f}" for name, rate in self.label_rate.items()]
+        lines.append(f"  {'label':<24}{'rate':>8}{'seed prev':>10}{'threshold':>10}  source")
+        for name, rate in self.label_rate.items():
+            prev = self.seed_prevalence.get(name)
+            thr = self.thresholds.get(name, {})
+            lines.append(
+                f"  {name:<24}{rate:>8.3f}{'-' if prev is None else f'{prev:.3f}':>10}"
+                f"{thr.get('threshold', float('nan')):>10.3f}  {thr.get('source', '-')}"
+            )
         lines.append(f"  labels:      {self.labels_uri}")
         lines.append(f"  reliability: {self.reliability_uri}  ({self.reliability_source})")
         lines.append(f"  summary:     {self.summary_uri}")
@@ -173,39 +182,29 @@ def _reduce(ds: Any, fn: Any, cpus: float, **kwargs: Any) -> Any:
     return sum(pickle.loads(row["blob"]) for row in blobs.take_all())
 
 
-def fit_dawid_skene(ds: Any, spec: BatchSpec, config: LabelmillConfig) -> DawidSkene:
-    """Distributed EM, the same loop as :meth:`DawidSkene.fit` with statistics summed over
-    batches; the model's ``log_likelihood_`` lacks the final E-step's value (added later)."""
+def fit_dawid_skene(ds: Any, spec: BatchSpec, config: LabelmillConfig) -> EMFit:
+    """Distributed Dawid-Skene: :func:`labelmill.aggregation.fit_em` over statistics summed
+    from every batch (the seed rows' alone for the `rates` anchor)."""
     cfg, cpus = config.aggregate, config.ray.light_stage_cpus
     anchored = cfg.gold_anchor == "rates" and spec.use_gold
-    if anchored:  # rates from the gold seed alone; no EM (see AggregateConfig.gold_anchor)
-        stats = _reduce(ds, ds_seed_stats_batch, cpus, spec=spec)
-        if stats.n_rows == 0:
-            raise ValueError("aggregate.gold_anchor is 'rates' but no seed document has gold")
-    else:
-        stats = _reduce(ds, ds_stats_batch, cpus, spec=spec, params=None)
-    params = dawid_skene_m_step(stats, cfg.smoothing)
-    history: list[float] = []
-    converged, n_iter = anchored, 1
-    while n_iter < cfg.max_iter and not converged:
-        stats = _reduce(ds, ds_stats_batch, cpus, spec=spec, params=params)
-        history.append(stats.log_likelihood)
-        new_params = dawid_skene_m_step(stats, cfg.smoothing)
-        converged = param_change(params, new_params) <= cfg.tol
-        params, n_iter = new_params, n_iter + 1
-    model = DawidSkene(
-        cfg.max_iter, cfg.tol, cfg.smoothing, soft_votes=cfg.soft_votes, anchor=cfg.gold_anchor
+
+    def seed_stats() -> Any:
+        return _reduce(ds, ds_seed_stats_batch, cpus, spec=spec)
+
+    return fit_em(
+        lambda params: _reduce(ds, ds_stats_batch, cpus, spec=spec, params=params),
+        max_iter=cfg.max_iter,
+        tol=cfg.tol,
+        smoothing=cfg.smoothing,
+        score_teachers=np.asarray(spec.score_teachers, dtype=bool),
+        seed_stats=seed_stats if anchored else None,
     )
-    model.params_, model.prior_ = params, params.prior
-    model.sensitivity_, model.specificity_ = params.sensitivity, params.specificity
-    model.n_iter_, model.converged_, model.log_likelihood_ = n_iter, converged, history
-    return model
 
 
 def teacher_counts(ds: Any, spec: BatchSpec, config: LabelmillConfig) -> tuple[np.ndarray, str]:
     """Confusion counts vs the gold seed (when anchoring and there are seed rows), else vs the
-    majority's hard labels (at ``aggregate.threshold``); and which reference was used."""
-    threshold, cpus = config.aggregate.threshold, config.ray.light_stage_cpus
+    majority's hard labels (at ``aggregate.threshold``, 0.5 when unset); and which reference."""
+    threshold, cpus = config.aggregate.threshold or 0.5, config.ray.light_stage_cpus
     if spec.use_gold:
         counts = _reduce(ds, counts_batch, cpus, spec=spec, reference="gold_seed", threshold=0.5)
         if counts.sum() > 0:
@@ -228,25 +227,43 @@ class FittedMethod:
     """A fitted aggregation method, shipped to the final pass: DS params or weighted weights."""
 
     method: str
-    threshold: float
     version: str
     labels_uri: str
     params: DSParams | None = None
     weights: np.ndarray | None = None
+    threshold: np.ndarray | None = None  # (K,), chosen after the fit
+
+
+def _probs(
+    votes: np.ndarray, gold: Any, mask: Any, spec: BatchSpec, fitted: FittedMethod
+) -> tuple[np.ndarray, float]:
+    """votes (N, T, K) -> the fitted method's probabilities (N, K) and log-likelihood."""
+    if fitted.method == "majority":
+        return majority_vote(votes), 0.0
+    if fitted.method == "weighted":
+        return weighted_vote(votes, fitted.weights), 0.0
+    return dawid_skene_e_step(votes, fitted.params, gold, mask, spec.soft_votes)
+
+
+def threshold_stats_batch(batch: pa.Table, spec: BatchSpec, fitted: FittedMethod) -> pa.Table:
+    """Map UDF: pickled threshold statistics of the aggregate's probabilities (seed = gold).
+
+    The probabilities are the unclamped posteriors: a seed row's gold must not decide its
+    own threshold statistics."""
+    votes, gold, mask = batch_arrays(batch, spec)
+    probs, _ = _probs(votes, None, None, spec, fitted)
+    if gold is None:
+        return _one_row(threshold_stats(probs))
+    return _one_row(threshold_stats(probs, gold, mask))
 
 
 def finalize_batch(batch: pa.Table, spec: BatchSpec, fitted: FittedMethod) -> pa.Table:
-    """Map UDF: probabilities by the fitted method, one written part, a pickled tally."""
-    votes, gold, mask = batch_arrays(batch, spec)
-    log_likelihood = 0.0
-    if fitted.method == "majority":
-        probs = majority_vote(votes)
-    elif fitted.method == "weighted":
-        probs = weighted_vote(votes, fitted.weights)
-    else:
-        probs, log_likelihood = dawid_skene_e_step(
-            votes, fitted.params, gold, mask, spec.soft_votes
-        )
+    """Map UDF: probabilities by the fitted method, one written part, a pickled tally.
+
+    Seed rows keep the aggregate's own posterior (not their gold): the aggregate is scored,
+    thresholded and compared like every other system; the student reads gold separately."""
+    votes, _, _ = batch_arrays(batch, spec)
+    probs, log_likelihood = _probs(votes, None, None, spec, fitted)
     table = label_table(batch, spec, votes, probs, fitted.threshold, fitted.method, fitted.version)
     if table.num_rows:
         write_label_part(table, fitted.labels_uri)
@@ -273,14 +290,14 @@ def fit_method(
     Records the fit (iterations, sources) in ``summary``.
     """
     cfg = config.aggregate
-    fitted = FittedMethod(cfg.method, cfg.threshold, summary.taxonomy_version, summary.labels_uri)
+    fitted = FittedMethod(cfg.method, summary.taxonomy_version, summary.labels_uri)
     if cfg.method == "dawid_skene":
-        model = fit_dawid_skene(ds, spec, config)
+        fit = fit_dawid_skene(ds, spec, config)
         summary.reliability_source = "dawid_skene"
-        summary.n_iter, summary.converged = model.n_iter_, model.converged_
-        summary.log_likelihood = list(model.log_likelihood_)
-        reliability = reliability_table(model, spec.names, spec.teachers)
-        return replace(fitted, params=model.params_), reliability
+        summary.n_iter, summary.converged = fit.n_iter, fit.converged
+        summary.log_likelihood = list(fit.log_likelihood)
+        reliability = reliability_table(fit.params, spec.names, spec.teachers)
+        return replace(fitted, params=fit.params), reliability
     counts, summary.reliability_source = teacher_counts(ds, spec, config)
     accuracy, sensitivity, specificity = smoothed_rates(counts)
     reliability = [
@@ -301,6 +318,17 @@ def fit_method(
             summary.weights_source = "teacher_weights"
         fitted = replace(fitted, weights=np.clip(weights, 0.01, 0.99))
     return fitted, reliability
+
+
+def choose_aggregate_thresholds(
+    ds: Any, spec: BatchSpec, config: LabelmillConfig, fitted: FittedMethod
+) -> tuple[ThresholdChoice, Any]:
+    """Per-label thresholds of the aggregate (see :mod:`labelmill.aggregation.thresholds`):
+    F1 on the gold seed where it has enough positives, else expected F1; a configured
+    ``aggregate.threshold`` overrides both. Also returns the statistics (seed prevalence)."""
+    cpus = config.ray.light_stage_cpus
+    stats = _reduce(ds, threshold_stats_batch, cpus, spec=spec, fitted=fitted)
+    return choose_thresholds(stats, fixed=config.aggregate.threshold), stats
 
 
 def tally(summary: AggregateJobSummary, parts: list[dict[str, Any]]) -> None:
@@ -340,12 +368,15 @@ def run_aggregate_job(config: LabelmillConfig) -> AggregateJobSummary:
     if cfg.method == "weighted" and cfg.teacher_weights is not None:
         configured_weights(config, teachers, len(taxonomy))  # fail before any work
     use_gold = cfg.use_gold_seed and has_gold(config) and config.gold.seed_fraction > 0
-    spec = BatchSpec(tuple(taxonomy.names), tuple(teachers), use_gold, cfg.soft_votes)
+    modes = [vote_mode(files[0]) for files in vote_files]
+    score = tuple(mode in SCORE_MODES for mode in modes)
+    spec = BatchSpec(tuple(taxonomy.names), tuple(teachers), use_gold, cfg.soft_votes, score)
     summary = AggregateJobSummary(
         method=cfg.method,
         teachers=teachers,
         taxonomy_version=taxonomy.version,
         label_rate=dict.fromkeys(taxonomy.names, 0.0),
+        score_teachers=[t for t, flag in zip(teachers, score, strict=True) if flag],
         labels_uri=aggregate_labels_uri(config),
         reliability_uri=aggregate_file_uri(config, "reliability.json"),
         summary_uri=aggregate_file_uri(config, "summary.json"),
@@ -363,6 +394,14 @@ def run_aggregate_job(config: LabelmillConfig) -> AggregateJobSummary:
         if ds.count() != rows_in:
             raise AggregateJobError(f"assembled {ds.count()} rows from {rows_in} corpus documents")
         fitted, reliability = fit_method(ds, spec, config, summary)
+        choice, stats = choose_aggregate_thresholds(ds, spec, config, fitted)
+        fitted = replace(fitted, threshold=choice.thresholds)
+        summary.thresholds = choice.to_record(taxonomy.names)
+        seed_n = (stats.seed_pos + stats.seed_neg).sum(axis=1)
+        summary.seed_prevalence = {
+            name: float(stats.seed_pos[k].sum() / seed_n[k]) if seed_n[k] else None
+            for k, name in enumerate(taxonomy.names)
+        }
         fs, labels_path = fsspec.core.url_to_fs(summary.labels_uri)
         if fs.exists(labels_path):  # overwrite a previous run
             fs.rm(labels_path, recursive=True)

@@ -30,7 +30,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from labelmill.aggregate import agreement, n_teachers
+from labelmill.aggregation import agreement, n_teachers
 from labelmill.config import LabelmillConfig
 from labelmill.vote_matrix import (
     gold_matrix,
@@ -44,6 +44,9 @@ from pipelines.gold import corpus_without_gold_column, read_gold
 from pipelines.votes_io import votes_dir
 
 DOC, GOLD, VOTE = 0, 1, 2
+# Vote modes that carry a probability per label (read through the score observation model);
+# "set" and the simulations' "simulated" are hard label sets.
+SCORE_MODES = ("score", "embedding")
 NO_VOTE_ERROR = "no teacher voted"
 
 
@@ -159,6 +162,14 @@ def _read_parts(batch: dict[str, Any], uri: str) -> Iterator[pa.Table]:
     for file in batch["path"]:
         with fs.open(str(file), "rb") as handle:
             yield pq.read_table(handle)
+
+
+def vote_mode(part_uri: str) -> str | None:
+    """The ``mode`` of a teacher's votes, read from the first row of one part."""
+    fs, path = fsspec.core.url_to_fs(part_uri)
+    with fs.open(path, "rb") as handle:
+        modes = pq.read_table(handle, columns=["mode"]).column("mode")
+    return str(modes[0].as_py()) if len(modes) else None
 
 
 def read_teacher_votes(output_uri: str, teacher: str, files: list[str], cpus: float) -> Any:
@@ -279,7 +290,8 @@ class BatchSpec:
     names: tuple[str, ...]
     teachers: tuple[str, ...]
     use_gold: bool
-    soft_votes: str = "mixture"
+    soft_votes: str = "score"
+    score_teachers: tuple[bool, ...] = ()  # (T,): read through the score observation model
 
 
 def batch_arrays(
@@ -299,11 +311,12 @@ def label_table(
     spec: BatchSpec,
     votes: np.ndarray,
     probs: np.ndarray,
-    threshold: float,
+    threshold: Any,
     method: str,
     version: str,
 ) -> pa.Table:
-    """An assembled batch, its votes (N, T, K) and probabilities (N, K) -> aggregate label rows.
+    """An assembled batch, its votes (N, T, K) and probabilities (N, K) -> aggregate label rows
+    (``labels``: ``probs >= threshold``, a scalar or per-label (K,)).
 
     Rows no teacher voted on get null probs and agreement, no labels, ``error`` NO_VOTE_ERROR.
     """

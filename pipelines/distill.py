@@ -69,7 +69,7 @@ class DistillJobSummary:
                 f"  rows: {self.rows_read} read, {self.rows_train} train, {self.rows_dev} dev",
                 f"  epochs run: {self.epochs_run} (best {self.best_epoch}), "
                 f"best dev loss {self.best_dev_loss:.4f}",
-                f"  dev F1 at tuned thresholds ({self.threshold_source}): "
+                f"  thresholds ({self.threshold_source}); dev gold-seed F1: "
                 f"micro {self.dev_micro_f1:.3f}, macro {self.dev_macro_f1:.3f}",
                 f"  training: {self.train_seconds:.1f} s, {self.docs_per_s:.1f} docs/s; "
                 f"job {self.seconds:.1f} s",
@@ -85,17 +85,32 @@ def _column(batch: pa.Table, name: str) -> list[Any]:
 
 
 def prepare_batch(
-    batch: pa.Table, num_labels: int, taxonomy_version: str, student: dict[str, Any]
+    batch: pa.Table,
+    num_labels: int,
+    taxonomy_version: str,
+    student: dict[str, Any],
+    student_names: list[str] | None = None,
 ) -> pa.Table:
     """Aggregate rows -> the same rows with text, targets (K,), weight, split, gold, gold_seed and
     the lineage columns. ``split`` is ``train`` or ``dev`` for a usable row and null otherwise
-    (rows made under another taxonomy version are never usable: the job reports them)."""
-    from labelmill.student.training import dev_mask, row_weights, usable_rows
+    (rows made under another taxonomy version are never usable: the job reports them). With
+    ``student_names`` (taxonomy order), gold-seed rows' targets are their gold labels."""
+    from labelmill.student.training import dev_mask, gold_targets, row_weights, usable_rows
 
     settings = StudentConfig.model_validate(student)
     count = batch.num_rows
     gold, seed, probs = _column(batch, "gold"), _column(batch, "gold_seed"), _column(batch, "probs")
     texts, errors = _column(batch, "text"), _column(batch, "error")
+    # Gold-seed documents learn from their gold, the best labels there are (dev ones tune
+    # thresholds against it instead).
+    names = student_names or []
+    probs = [
+        gold_targets(gold[i], names) if names and seed[i] and gold[i] is not None else p
+        for i, p in enumerate(probs)
+    ]
+    errors = [
+        None if names and seed[i] and gold[i] is not None else e for i, e in enumerate(errors)
+    ]
     own = [i for i, v in enumerate(_column(batch, "taxonomy_version")) if v == taxonomy_version]
     keep = np.zeros(count, dtype=bool)
     keep[own] = usable_rows(
@@ -204,6 +219,7 @@ def _prepare_datasets(config: LabelmillConfig, taxonomy: Taxonomy) -> tuple[Any,
         "num_labels": len(taxonomy),
         "taxonomy_version": taxonomy.version,
         "student": config.student.model_dump(),
+        "student_names": list(taxonomy.names),
     }
     prepared = ray.data.read_parquet(uri).map_batches(prepare_batch, fn_kwargs=settings, **light)
     prepared = prepared.materialize()
@@ -237,7 +253,8 @@ def _lineage(
         "training_rows": rows[0],
         "dev_rows": rows[1],
         "threshold_source": scores.source,
-        "threshold_rows": scores.rows,
+        "threshold_gold_rows": scores.gold_rows,
+        "threshold_sources": list(scores.sources),
         "backbone": config.student.backbone,
         "student_config": config.student.model_dump(),
         "epochs_run": fit.epochs_run,
@@ -291,8 +308,8 @@ def run_distill_job(config: LabelmillConfig) -> DistillJobSummary:
     scores = score_dev(fit.model, tokenizer, dev_rows, config)
     metrics = {
         "best_dev_loss": fit.best_dev_loss,
-        "dev_micro_f1": scores.micro_f1,
-        "dev_macro_f1": scores.macro_f1,
+        "dev_micro_f1": None if np.isnan(scores.micro_f1) else scores.micro_f1,
+        "dev_macro_f1": None if np.isnan(scores.macro_f1) else scores.macro_f1,
         "epochs_run": fit.epochs_run,
         "train_seconds": fit.train_seconds,
     }

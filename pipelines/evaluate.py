@@ -20,9 +20,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from labelmill.aggregation import MIN_SEED_POSITIVES, ThresholdChoice, choose_thresholds
 from labelmill.config import LabelmillConfig
 from labelmill.documents import check_text
 from labelmill.evaluation import (
+    add_lift,
     build_metrics_document,
     format_quality_table,
     gold_matrix,
@@ -71,6 +73,60 @@ def select_held_out(batch: pa.Table) -> pa.Table:
     """Ray Data UDF: keep rows with gold that are not gold seed."""
     keep = pc.and_(pc.is_valid(batch["gold"]), pc.invert(pc.fill_null(batch["gold_seed"], False)))
     return batch.filter(keep)
+
+
+def _system_threshold_stats(batch: pa.Table, n_teachers: int, names: list[str]) -> pa.Table:
+    """Ray Data UDF: pickled threshold statistics per system (every teacher, then the
+    aggregate) over the batch; gold-seed rows carry their gold."""
+    import pickle
+
+    from labelmill.aggregation import threshold_stats
+    from labelmill.vote_matrix import gold_matrix as gold_multi_hot
+    from labelmill.vote_matrix import label_index, votes_from_teacher_probs
+
+    index = label_index(names)
+    seed = np.asarray(batch["gold_seed"].fill_null(False).to_numpy(zero_copy_only=False), bool)
+    golds = [g if s else None for g, s in zip(batch["gold"].to_pylist(), seed, strict=True)]
+    gold, has = gold_multi_hot([_known(g, index) for g in golds], index)
+    systems = [
+        votes_from_teacher_probs(batch["teacher_probs"], n_teachers, len(names))[:, t]
+        for t in range(n_teachers)
+    ]
+    systems.append(probs_matrix(batch["probs"].to_pylist(), len(names)))
+    stats = [threshold_stats(p, gold, has) for p in systems]
+    return pa.table({"blob": [pickle.dumps(stats)]})
+
+
+def _known(labels: list[str] | None, index: dict[str, int]) -> list[str] | None:
+    """Gold labels outside the taxonomy are ignored (as everywhere in evaluation)."""
+    return None if labels is None else [name for name in labels if name in index]
+
+
+def system_thresholds(
+    config: LabelmillConfig, teachers: list[str], names: list[str]
+) -> dict[str, ThresholdChoice]:
+    """Per-label thresholds of every teacher and the aggregate by one rule (see
+    :mod:`labelmill.aggregation.thresholds`), from statistics reduced over all aggregate rows."""
+    import pickle
+
+    import ray.data
+
+    fixed = config.aggregate.threshold
+    ds = ray.data.read_parquet(aggregate_labels_uri(config)).select_columns(
+        ["gold", "gold_seed", "teacher_probs", "probs"]
+    )
+    blobs = ds.map_batches(
+        _system_threshold_stats,
+        batch_format="pyarrow",
+        fn_kwargs={"n_teachers": len(teachers), "names": names},
+        num_cpus=config.ray.light_stage_cpus,
+    ).take_all()
+    per_batch = [pickle.loads(row["blob"]) for row in blobs]
+    totals = [sum(column) for column in zip(*per_batch, strict=True)]
+    keys = [*teachers, "aggregate"]
+    return {
+        key: choose_thresholds(stats, fixed=fixed) for key, stats in zip(keys, totals, strict=True)
+    }
 
 
 def read_held_out(config: LabelmillConfig) -> pa.Table:
@@ -166,8 +222,11 @@ def _aggregate_lineage(config: LabelmillConfig, table: pa.Table) -> dict[str, An
     }
 
 
-def score_all(config: LabelmillConfig, table: pa.Table) -> tuple[dict[str, Any], list[str]]:
-    """Score every system on the held-out rows of ``table``; return (document, notes)."""
+def score_all(
+    config: LabelmillConfig, table: pa.Table, thresholds: dict[str, ThresholdChoice]
+) -> tuple[dict[str, Any], list[str]]:
+    """Score every system on the held-out rows of ``table`` at its per-label ``thresholds``
+    (keys: teacher names and "aggregate"); return (document, notes)."""
     taxonomy = Taxonomy.from_config(config.taxonomy)
     names = list(taxonomy.names)
     versions = set(table["taxonomy_version"].to_pylist())
@@ -178,22 +237,29 @@ def score_all(config: LabelmillConfig, table: pa.Table) -> tuple[dict[str, Any],
         )
     y = gold_matrix(table["gold"].to_pylist(), names)
     n_bins = config.evaluate.n_bins
-    cut = config.aggregate.threshold
     systems: dict[str, Any] = {}
+    sources: dict[str, list[str]] = {}
     teacher_cells = table["teacher_probs"].to_pylist()
     for t, teacher in enumerate(_teacher_names(table)):
         cells = [row[t] if row is not None and len(row) > t else None for row in teacher_cells]
         name = _system_name(teacher, {"aggregate", "student"})
+        cut = thresholds[teacher]
         systems[name] = score_system(
-            "teacher", y, probs_matrix(cells, len(names)), cut, names, n_bins
+            "teacher", y, probs_matrix(cells, len(names)), cut.thresholds, names, n_bins
         )
+        sources[name] = list(cut.sources)
     aggregate = probs_matrix(table["probs"].to_pylist(), len(names))
-    systems["aggregate"] = score_system("aggregate", y, aggregate, cut, names, n_bins)
+    cut = thresholds["aggregate"]
+    systems["aggregate"] = score_system("aggregate", y, aggregate, cut.thresholds, names, n_bins)
+    sources["aggregate"] = list(cut.sources)
     lineage: dict[str, Any] = {
         "aggregate": _aggregate_lineage(config, table),
         "evaluate": {
             "n_bins": n_bins,
-            "teacher_and_aggregate_threshold": cut,
+            "fixed_threshold": config.aggregate.threshold,
+            "threshold_rule": "per label: F1 on the gold seed with >= "
+            f"{MIN_SEED_POSITIVES} seed positives, else expected F1 (student: its export)",
+            "threshold_sources": sources,
             "gold_seed_fraction": config.gold.seed_fraction,
             "gold_source": config.gold.uri or f"corpus column {config.corpus.gold_column!r}",
         },
@@ -204,15 +270,16 @@ def score_all(config: LabelmillConfig, table: pa.Table) -> tuple[dict[str, Any],
         model_dir = student_dir(config)
         if (Path(model_dir) / "labelmill.json").is_file():
             probs, extra = _student_probs(config, table["text"].to_pylist(), names)
-            systems["student"] = score_system(
-                "student", y, probs, extra["thresholds"], names, n_bins
-            )
+            cut = extra["thresholds"]
+            if config.aggregate.threshold is not None:
+                cut = [config.aggregate.threshold] * len(names)
+            systems["student"] = score_system("student", y, probs, cut, names, n_bins)
             lineage["student"] = extra["lineage"]
         else:
             notes.append(f"no exported student at {model_dir!r}; student not scored")
     created = datetime.now(UTC).isoformat(timespec="seconds")
-    document = build_metrics_document(
-        names, taxonomy.version, table.num_rows, systems, lineage, created
+    document = add_lift(
+        build_metrics_document(names, taxonomy.version, table.num_rows, systems, lineage, created)
     )
     return document, notes
 
@@ -226,9 +293,11 @@ def _write_text(uri: str, text: str) -> None:
 
 def run_evaluate_job(config: LabelmillConfig) -> EvaluateJobSummary:
     """Score teachers, aggregate and student on held-out gold; write metrics.json, report.html."""
+    names = list(Taxonomy.from_config(config.taxonomy).names)
     with ray_session(config.ray):
         table = read_held_out(config)
-    document, notes = score_all(config, table)
+        thresholds = system_thresholds(config, _teacher_names(table), names)
+    document, notes = score_all(config, table, thresholds)
     out = eval_dir(config)
     metrics_path, report_path = f"{out}/metrics.json", f"{out}/report.html"
     _write_text(metrics_path, to_json(document))

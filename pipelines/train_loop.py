@@ -101,14 +101,20 @@ def _dev_sums(module: Any, batches: Iterator[dict[str, Any]], loss_fn: Any) -> t
 
 def train_student_worker(loop_config: dict[str, Any]) -> dict[str, float]:
     """Ray Train entry point; ``loop_config`` holds ``student`` (StudentConfig dump),
-    ``backbone_path`` and ``names`` (taxonomy order)."""
+    ``backbone_path``, ``names`` (taxonomy order) and ``rows_train`` (for the schedule)."""
     import ray.train
     import ray.train.torch
     import torch
     from transformers import AutoTokenizer
 
     from labelmill.student.model import build_student, train_epoch
-    from labelmill.student.training import EarlyStopping, loss_function, parameter_groups
+    from labelmill.student.training import (
+        EarlyStopping,
+        loss_function,
+        lr_multiplier,
+        parameter_groups,
+        training_schedule,
+    )
 
     settings = StudentConfig.model_validate(loop_config["student"])
     names: list[str] = list(loop_config["names"])
@@ -121,19 +127,23 @@ def train_student_worker(loop_config: dict[str, Any]) -> dict[str, float]:
     model = ray.train.torch.prepare_model(model)
     module = getattr(model, "module", model)
     optimizer = torch.optim.AdamW(parameter_groups(model, settings))
+    epochs, total_steps, warmup = training_schedule(int(loop_config["rows_train"]), settings)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: lr_multiplier(step, total_steps, warmup)
+    )
     loss_fn = loss_function(settings)
     train_shard = ray.train.get_dataset_shard("train")
     dev_shard = ray.train.get_dataset_shard("dev")
     rank = ray.train.get_context().get_world_rank()
     tracker = EarlyStopping(settings.patience)
     train_seconds, rows_trained = 0.0, 0.0
-    for epoch in range(1, settings.epochs + 1):
+    for epoch in range(1, epochs + 1):
         counter = [0]
         started = time.perf_counter()
         batches = _batches(
             train_shard, tokenizer, settings, len(names), counter, settings.seed + epoch
         )
-        local_train_loss = train_epoch(model, batches, optimizer, loss_fn)
+        local_train_loss = train_epoch(model, batches, optimizer, loss_fn, scheduler)
         train_seconds += time.perf_counter() - started
         dev_total, dev_weight = _dev_sums(
             module, _batches(dev_shard, tokenizer, settings, len(names), [0], None), loss_fn
@@ -217,6 +227,7 @@ def fit_student(
             "student": student.model_dump(),
             "backbone_path": backbone_path,
             "names": names,
+            "rows_train": train_ds.count(),
         },
         scaling_config=ray.train.ScalingConfig(
             num_workers=student.num_workers,
@@ -264,9 +275,9 @@ def storage_for(output_uri: str) -> tuple[str, bool]:
 def score_dev(
     model: Any, tokenizer: Any, dev_rows: list[dict[str, Any]], config: LabelmillConfig
 ) -> Any:
-    """The best student's dev probabilities -> tuned thresholds and dev F1 (DevScores)."""
+    """The best student's dev probabilities -> per-label thresholds and dev F1 (DevScores)."""
     from labelmill.student.model import predict_proba
-    from labelmill.student.training import tune_on_dev
+    from labelmill.student.training import student_thresholds
 
     names = [label.name for label in config.taxonomy.labels]
     probs = predict_proba(
@@ -276,13 +287,6 @@ def score_dev(
         config.student.batch_size,
         config.student.max_length,
     )
-    agg = np.asarray([row["targets"] for row in dev_rows], dtype=np.float64).reshape(-1, len(names))
-    return tune_on_dev(
-        probs,
-        agg,
-        [row["gold"] for row in dev_rows],
-        [row["gold_seed"] for row in dev_rows],
-        names,
-        config.aggregate.threshold,
-        config.student.min_gold_dev_rows,
+    return student_thresholds(
+        probs, [row["gold"] for row in dev_rows], [row["gold_seed"] for row in dev_rows], names
     )

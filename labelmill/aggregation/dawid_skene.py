@@ -1,39 +1,76 @@
 """Binary-per-label Dawid-Skene EM with map/reduce sufficient statistics.
 
-Each label k is an independent binary problem with a prior ``P(y_k = 1)`` and, per teacher t,
-a sensitivity ``P(v = 1 | y = 1)`` and a specificity ``P(v = 0 | y = 0)`` of its hard vote v.
-NaN votes are abstentions and are skipped in both the E-step and the M-step.
+Dawid, A. P. and Skene, A. M. (1979), "Maximum likelihood estimation of observer error-rates
+using the EM algorithm", Journal of the Royal Statistical Society C 28(1): 20-28.
 
-Soft votes p in [0, 1] are handled by ``soft_votes``:
+Each label k is an independent binary problem with a prior ``P(y_k = 1)``. Each teacher t has
+one observation model per label:
 
-* ``"mixture"`` (default): p is the teacher's probability of a hard "yes", so the likelihood
-  given y = 1 is ``p * sens + (1 - p) * (1 - sens)`` (given y = 0:
-  ``p * (1 - spec) + (1 - p) * spec``), and EM also infers the latent hard vote. A vote of 0.5
-  is uninformative. This is a proper (normalized) model.
-* ``"fractional"``: p is a fractional observation, likelihood ``sens^p (1 - sens)^(1 - p)``
-  (given y = 0: ``(1 - spec)^p spec^(1 - p)``), M-step on the expected counts. This "likelihood"
-  is not normalized in the rates, and on shrunk votes (e.g. 0.1/0.9) EM drifts to a degenerate
-  optimum with rates near 0.5; kept for comparison only.
+* a **hard-vote** teacher (a label set) has a sensitivity ``P(v = 1 | y = 1)`` and a
+  specificity ``P(v = 0 | y = 0)`` of its vote v;
+* a **score** teacher (a probability per label) has a log-likelihood ratio linear in the logit
+  of its probability (:mod:`labelmill.aggregation.score_model`): a calibrated teacher's
+  probability passes through unchanged, one without signal moves nothing.
 
-Both modes are identical on hard (0/1) votes.
+NaN votes are abstentions and are skipped in both the E-step and the M-step. The posterior is
+naive Bayes: ``logit P(y=1 | votes) = logit(prior) + sum_t LLR_t(vote_t)``.
 
-Distributed use (one EM iteration)::
+``soft_votes`` says how probabilities enter: ``"score"`` (default) reads the teachers flagged
+in ``score_teachers`` through the score model and any other soft vote as ``"mixture"``;
+``"mixture"``: p is the probability of a latent hard "yes" (``P(p | y=1) = p * sens +
+(1 - p) * (1 - sens)``), which throws away most of what a calibrated probability says;
+``"fractional"``: ``sens^p (1 - sens)^(1 - p)``, kept for comparison only. All agree on 0/1.
 
-    stats = sum(dawid_skene_shard_stats(shard, params, gold, mask) for each shard)  # map/reduce
-    params = dawid_skene_m_step(stats, smoothing)
+Rates are shrunk towards the *uninformative* teacher: with the teacher's vote rate r,
+``sens = (hits + 2 s r) / (positives + 2 s)`` and ``1 - spec`` likewise, so a teacher seen on
+few documents has a log-likelihood ratio near 0 rather than the noise of a handful of counts.
 
-with ``params=None`` on the first iteration (majority-vote initialization).
-:class:`labelmill.aggregate.DawidSkene` runs exactly this loop on a single in-memory shard.
+Distributed use: :func:`fit_em` runs the one EM loop over any source of statistics; the
+in-memory :class:`DawidSkene` passes the statistics of its array, the Ray job the sum of
+per-batch :func:`dawid_skene_shard_stats`.
+
+Example::
+
+    >>> import numpy as np
+    >>> votes = np.array([[[1.0], [1.0], [0.0]], [[0.0], [0.0], [0.0]], [[1.0], [0.0], [1.0]]])
+    >>> model = DawidSkene(max_iter=20).fit(votes)
+    >>> model.predict_proba(votes).shape
+    (3, 1)
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from labelmill._validation import as_float_array, check_probs, check_votes
-from labelmill.ds_types import DSParams, SuffStats
+from labelmill.aggregation.score_model import fit_score_model, logit, seed_histograms
+from labelmill.aggregation.types import DSParams, SuffStats
+from labelmill.aggregation.voting import _hard_counts
+
+SOFT_VOTES = ("score", "mixture", "fractional")
+ANCHORS = ("rates", "clamp")
+
+
+def _check_soft(soft_votes: str) -> None:
+    if soft_votes not in SOFT_VOTES:
+        raise ValueError(f"soft_votes must be one of {SOFT_VOTES}, got {soft_votes!r}")
+
+
+def score_teachers_of(votes: np.ndarray) -> np.ndarray:
+    """Teachers whose observed votes are not all 0/1 (they emit probabilities). -> (T,) bool"""
+    soft = ~np.isnan(votes) & (votes != 0.0) & (votes != 1.0)
+    return soft.any(axis=(0, 2))
+
+
+def _flags(params: DSParams, soft_votes: str) -> np.ndarray:
+    """Which teachers the E-step reads through the score model."""
+    if soft_votes != "score":
+        return np.zeros(params.sensitivity.shape[0], dtype=bool)
+    return params.score_teacher
 
 
 def _safe_log(x: np.ndarray) -> np.ndarray:
@@ -44,13 +81,6 @@ def _safe_log(x: np.ndarray) -> np.ndarray:
 def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
     """num / den with 0.5 where den == 0 (no evidence at all)."""
     return np.where(den > 0, num / np.where(den > 0, den, 1.0), 0.5)
-
-
-def _hard_counts(votes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Positive-vote and observed counts per cell. votes: (N, T, K) -> ((N, K), (N, K))."""
-    observed = ~np.isnan(votes)
-    positive = votes >= 0.5  # NaN compares False
-    return positive.sum(axis=1, dtype=np.float64), observed.sum(axis=1, dtype=np.float64)
 
 
 def _check_mask(gold_mask: Any, n_docs: int) -> np.ndarray:
@@ -94,11 +124,6 @@ def _check_rate(value: Any, name: str) -> float:
     return float(value)
 
 
-def _check_soft(soft_votes: str) -> None:
-    if soft_votes not in ("mixture", "fractional"):
-        raise ValueError(f"soft_votes must be 'mixture' or 'fractional', got {soft_votes!r}")
-
-
 def _check_params(params: DSParams, votes: np.ndarray) -> None:
     if params.sensitivity.shape != votes.shape[1:]:
         raise ValueError(
@@ -117,15 +142,38 @@ def _teacher_slice(votes: np.ndarray, t: int) -> tuple[np.ndarray, np.ndarray, b
     return pos, observed.astype(np.float64), bool(np.all((pos == 0.0) | (pos == 1.0)))
 
 
+def _responsibilities(
+    pos: np.ndarray, obs: np.ndarray, sens: np.ndarray, spec: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Latent hard vote under the mixture model: E[v | y=1, p] and E[1 - v | y=0, p].
+
+    pos, obs: (N, K), sens, spec: (K,) -> ((N, K), (N, K)), zero on abstentions.
+    """
+    yes = pos * sens
+    den1 = yes + (1.0 - pos) * (1.0 - sens)
+    no = (1.0 - pos) * spec
+    den0 = no + pos * (1.0 - spec)
+    r1 = np.where(den1 > 0, yes / np.where(den1 > 0, den1, 1.0), pos)
+    r0 = np.where(den0 > 0, no / np.where(den0 > 0, den0, 1.0), 1.0 - pos)
+    return r1 * obs, r0 * obs
+
+
 def _log_joint(
     votes: np.ndarray, params: DSParams, soft_votes: str
 ) -> tuple[np.ndarray, np.ndarray]:
-    """log P(y=1, votes) and log P(y=0, votes). votes: (N, T, K) -> ((N, K), (N, K))."""
+    """log P(y=1, votes) and log P(y=0, votes) (up to a y-independent constant for score
+    teachers, whose parameters EM never changes). votes: (N, T, K) -> ((N, K), (N, K))."""
     n_docs = votes.shape[0]
     sens, spec = params.sensitivity, params.specificity
     log1 = np.tile(_safe_log(params.prior), (n_docs, 1))
     log0 = np.tile(_safe_log(1.0 - params.prior), (n_docs, 1))
+    score = _flags(params, soft_votes)
     for t in range(votes.shape[1]):  # loop over the small teacher axis: no (N, T, K) temporaries
+        if score[t]:
+            x = votes[:, t, :]
+            llr = params.score_slope[t] * logit(x) + params.score_bias[t] - params.score_base[t]
+            log1 += np.where(np.isnan(x), 0.0, llr)
+            continue
         pos, obs, hard = _teacher_slice(votes, t)
         if hard or soft_votes == "fractional":  # both models agree on 0/1 votes: linear in p
             log_fnr, log_spec = _safe_log(1.0 - sens[t]), _safe_log(spec[t])
@@ -154,22 +202,6 @@ def _e_step(
     return posteriors, float(log_marginal.sum())
 
 
-def _responsibilities(
-    pos: np.ndarray, obs: np.ndarray, sens: np.ndarray, spec: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """Latent hard vote under the mixture model: E[v | y=1, p] and E[1 - v | y=0, p].
-
-    pos, obs: (N, K), sens, spec: (K,) -> ((N, K), (N, K)), zero on abstentions.
-    """
-    yes = pos * sens
-    den1 = yes + (1.0 - pos) * (1.0 - sens)
-    no = (1.0 - pos) * spec
-    den0 = no + pos * (1.0 - spec)
-    r1 = np.where(den1 > 0, yes / np.where(den1 > 0, den1, 1.0), pos)
-    r0 = np.where(den0 > 0, no / np.where(den0 > 0, den0, 1.0), 1.0 - pos)
-    return r1 * obs, r0 * obs
-
-
 def _suff_stats(
     votes: np.ndarray,
     posteriors: np.ndarray,
@@ -178,57 +210,66 @@ def _suff_stats(
     mask: np.ndarray | None,
     soft_votes: str,
 ) -> SuffStats:
+    """Statistics of one shard; on ``mask`` rows the posteriors are gold (seed histograms)."""
     n_docs, n_teach, n_labels = votes.shape
     if params is not None:
         _check_params(params, votes)
-    pos_vote, pos_weight = np.zeros((n_teach, n_labels)), np.zeros((n_teach, n_labels))
-    neg_novote, neg_weight = np.zeros((n_teach, n_labels)), np.zeros((n_teach, n_labels))
+    out = SuffStats.zeros(n_teach, n_labels)
     informative = np.zeros((n_docs, n_labels), dtype=bool)
+    seed_rows = np.zeros(n_docs, dtype=bool) if mask is None else mask
     for t in range(n_teach):
         pos, obs, hard = _teacher_slice(votes, t)
-        pos_weight[t] = np.einsum("nk,nk->k", posteriors, obs)
-        neg_weight[t] = obs.sum(axis=0) - pos_weight[t]
+        out.pos_weight[t] = np.einsum("nk,nk->k", posteriors, obs)
+        out.neg_weight[t] = obs.sum(axis=0) - out.pos_weight[t]
+        out.vote_sum[t], out.vote_count[t] = pos.sum(axis=0), obs.sum(axis=0)
         if params is None or hard or soft_votes == "fractional":  # E[v] is the vote itself
-            pos_vote[t] = np.einsum("nk,nk->k", posteriors, pos)
+            out.pos_vote[t] = np.einsum("nk,nk->k", posteriors, pos)
             # sum (1 - q)(obs - p) = sum (1 - q) obs - (sum p - sum q p)
-            neg_novote[t] = neg_weight[t] - (pos.sum(axis=0) - pos_vote[t])
+            out.neg_novote[t] = out.neg_weight[t] - (pos.sum(axis=0) - out.pos_vote[t])
         else:
             r1, r0 = _responsibilities(pos, obs, params.sensitivity[t], params.specificity[t])
-            pos_vote[t] = np.einsum("nk,nk->k", posteriors, r1)
-            neg_novote[t] = np.einsum("nk,nk->k", 1.0 - posteriors, r0)
+            out.pos_vote[t] = np.einsum("nk,nk->k", posteriors, r1)
+            out.neg_novote[t] = np.einsum("nk,nk->k", 1.0 - posteriors, r0)
+        if seed_rows.any() and not hard:
+            x = votes[:, t, :]
+            out.seed_pos[t], out.seed_neg[t] = seed_histograms(x, obs > 0, posteriors, seed_rows)
         informative |= obs > 0
     if mask is not None:
         informative |= mask[:, None]
-    return SuffStats(
-        pos_vote=pos_vote,
-        pos_weight=pos_weight,
-        neg_novote=neg_novote,
-        neg_weight=neg_weight,
-        prior_pos=np.where(informative, posteriors, 0.0).sum(axis=0),
-        prior_weight=informative.sum(axis=0).astype(np.float64),
-        log_likelihood=float(log_likelihood),
-        n_rows=n_docs,
-    )
+    out.prior_pos[:] = np.where(informative, posteriors, 0.0).sum(axis=0)
+    out.prior_weight[:] = informative.sum(axis=0)
+    return SuffStats(**{**out.__dict__, "log_likelihood": float(log_likelihood), "n_rows": n_docs})
 
 
 def _init_posteriors(
-    votes: np.ndarray, gold: np.ndarray | None, mask: np.ndarray | None
+    votes: np.ndarray, gold: np.ndarray | None, mask: np.ndarray | None, soft_votes: str
 ) -> np.ndarray:
-    positive, observed = _hard_counts(votes)
-    posteriors = np.where(observed > 0, positive / np.maximum(observed, 1.0), 0.5)
+    """Majority-vote start: the share of hard "yes" votes (``"score"``: the mean vote, so that
+    one calibrated teacher starts at its own probabilities), clamped to gold on ``mask``."""
+    if soft_votes == "score":
+        observed = ~np.isnan(votes)
+        total = np.where(observed, votes, 0.0).sum(axis=1)
+        count = observed.sum(axis=1)
+        posteriors = np.where(count > 0, total / np.maximum(count, 1), 0.5)
+    else:
+        positive, observed_count = _hard_counts(votes)
+        posteriors = np.where(observed_count > 0, positive / np.maximum(observed_count, 1.0), 0.5)
     if gold is not None and mask is not None:
         posteriors[mask] = gold[mask]
     return posteriors
 
 
-def dawid_skene_init_posteriors(votes: Any, gold: Any = None, gold_mask: Any = None) -> np.ndarray:
+def dawid_skene_init_posteriors(
+    votes: Any, gold: Any = None, gold_mask: Any = None, soft_votes: str = "mixture"
+) -> np.ndarray:
     """Majority-vote initial posteriors (0.5 where nobody voted), clamped to gold rows.
 
     votes: (N, T, K), gold: (N, K) | None, gold_mask: (N,) | None -> (N, K)
     """
+    _check_soft(soft_votes)
     arr = check_votes(votes)
     g, mask = _check_gold(gold, gold_mask, arr.shape[0], arr.shape[2])
-    return _init_posteriors(arr, g, mask)
+    return _init_posteriors(arr, g, mask, soft_votes)
 
 
 def dawid_skene_e_step(
@@ -236,7 +277,7 @@ def dawid_skene_e_step(
     params: DSParams,
     gold: Any = None,
     gold_mask: Any = None,
-    soft_votes: str = "mixture",
+    soft_votes: str = "score",
 ) -> tuple[np.ndarray, float]:
     """Posterior ``P(y_nk = 1 | votes)`` and the shard log-likelihood under ``params``.
 
@@ -257,7 +298,7 @@ def dawid_skene_suff_stats(
     params: DSParams | None = None,
     log_likelihood: float = 0.0,
     gold_mask: Any = None,
-    soft_votes: str = "mixture",
+    soft_votes: str = "score",
 ) -> SuffStats:
     """M-step sufficient statistics of one shard.
 
@@ -265,8 +306,9 @@ def dawid_skene_suff_stats(
 
     ``params`` are those that produced ``posteriors``; the mixture model needs them to infer the
     latent hard votes behind soft votes (with None, a soft vote p counts as p hard votes, as in
-    the initialization). ``gold_mask`` only matters for rows where every teacher abstained:
-    gold rows still count towards the prior. ``log_likelihood`` is carried through.
+    the initialization). On ``gold_mask`` rows the posteriors are taken as gold: they count
+    towards the prior even without votes and fill the score model's seed histograms.
+    ``log_likelihood`` is carried through.
     """
     _check_soft(soft_votes)
     arr = check_votes(votes)
@@ -280,18 +322,50 @@ def dawid_skene_suff_stats(
     return _suff_stats(arr, post, params, log_likelihood, mask, soft_votes)
 
 
-def dawid_skene_m_step(stats: SuffStats, smoothing: float = 1.0) -> DSParams:
-    """MAP parameters from reduced statistics with a symmetric Beta(1+s, 1+s) prior.
+def dawid_skene_m_step(
+    stats: SuffStats, smoothing: float = 1.0, score_teachers: Any = None
+) -> DSParams:
+    """MAP parameters from reduced statistics.
 
-    stats: SuffStats of (T, K) / (K,) -> DSParams ((T, K), (T, K), (K,))
+    stats: SuffStats of (T, K) / (K,), score_teachers: (T,) bool | None -> DSParams
 
-    ``rate = (count + smoothing) / (total + 2 * smoothing)``; 0.5 where total + 2s == 0.
+    Hard-vote rates are shrunk towards the uninformative teacher with 2 * smoothing
+    pseudo-votes at the teacher's vote rate r: ``sens = (pos_vote + 2 s r) / (pos_weight + 2 s)``,
+    ``spec = (neg_novote + 2 s (1 - r)) / (neg_weight + 2 s)`` (0.5 without any evidence); the
+    prior is ``(prior_pos + s) / (prior_weight + 2 s)``. Score teachers with seed documents get
+    the score model fitted on them (ridge strength ``smoothing``), under the base
+    ``logit((seed positives + s) / (seed documents + 2 s))``; without seed documents they are
+    taken as calibrated (slope 1, bias 0, base the logit of their mean probability).
     """
     s = _check_rate(smoothing, "smoothing")
+    n_teach = stats.pos_vote.shape[0]
+    flags = (
+        np.zeros(n_teach, dtype=bool)
+        if score_teachers is None
+        else np.asarray(score_teachers, dtype=bool)
+    )
+    if flags.shape != (n_teach,):
+        raise ValueError(f"score_teachers must have shape ({n_teach},), got {flags.shape}")
+    rate = _ratio(stats.vote_sum, stats.vote_count)
+    slope, bias, base = np.ones(rate.shape), np.zeros(rate.shape), np.zeros(rate.shape)
+    if flags.any():
+        seed_pos, seed_neg = stats.seed_pos[flags], stats.seed_neg[flags]
+        n_seed = (seed_pos + seed_neg).sum(axis=-1)
+        seed_base = logit(_ratio(seed_pos.sum(axis=-1) + s, n_seed + 2 * s))
+        fit_slope, fit_bias = fit_score_model(seed_pos, seed_neg, seed_base, s)
+        free_base = logit(np.clip(rate[flags], 1e-4, 1 - 1e-4))
+        has_seed = n_seed > 0
+        slope[flags] = np.where(has_seed, fit_slope, 1.0)
+        bias[flags] = np.where(has_seed, fit_bias, 0.0)
+        base[flags] = np.where(has_seed, seed_base, free_base)
     return DSParams(
-        sensitivity=_ratio(stats.pos_vote + s, stats.pos_weight + 2 * s),
-        specificity=_ratio(stats.neg_novote + s, stats.neg_weight + 2 * s),
+        sensitivity=_ratio(stats.pos_vote + 2 * s * rate, stats.pos_weight + 2 * s),
+        specificity=_ratio(stats.neg_novote + 2 * s * (1.0 - rate), stats.neg_weight + 2 * s),
         prior=_ratio(stats.prior_pos + s, stats.prior_weight + 2 * s),
+        score_teacher=flags,
+        score_slope=slope,
+        score_bias=bias,
+        score_base=base,
     )
 
 
@@ -300,7 +374,7 @@ def dawid_skene_shard_stats(
     params: DSParams | None,
     gold: Any = None,
     gold_mask: Any = None,
-    soft_votes: str = "mixture",
+    soft_votes: str = "score",
 ) -> SuffStats:
     """One map step: E-step under ``params`` (majority init if None), then statistics.
 
@@ -314,7 +388,7 @@ def dawid_skene_shard_stats(
 
 
 def dawid_skene_seed_stats(
-    votes: Any, gold: Any, gold_mask: Any, soft_votes: str = "mixture"
+    votes: Any, gold: Any, gold_mask: Any, soft_votes: str = "score"
 ) -> SuffStats:
     """Statistics of the gold seed rows only, with gold as the posterior (no EM).
 
@@ -343,7 +417,198 @@ def _shard_stats(
     soft_votes: str,
 ) -> SuffStats:
     if params is None:
-        posteriors = _init_posteriors(votes, gold, mask)
+        posteriors = _init_posteriors(votes, gold, mask, soft_votes)
         return _suff_stats(votes, posteriors, None, float("nan"), mask, soft_votes)
     posteriors, log_likelihood = _e_step(votes, params, gold, mask, soft_votes)
     return _suff_stats(votes, posteriors, params, log_likelihood, mask, soft_votes)
+
+
+def param_change(old: DSParams, new: DSParams) -> float:
+    """Largest absolute change of any sensitivity, specificity or prior between two iterations."""
+    if old.sensitivity.shape != new.sensitivity.shape:
+        raise ValueError(
+            f"params of different shapes: {old.sensitivity.shape} vs {new.sensitivity.shape}"
+        )
+    return float(
+        max(
+            np.max(np.abs(new.sensitivity - old.sensitivity)),
+            np.max(np.abs(new.specificity - old.specificity)),
+            np.max(np.abs(new.prior - old.prior)),
+        )
+    )
+
+
+@dataclass(frozen=True)
+class EMFit:
+    """What :func:`fit_em` found: parameters, M-steps run, convergence, log-likelihoods."""
+
+    params: DSParams
+    n_iter: int
+    converged: bool
+    log_likelihood: list[float]
+
+
+def fit_em(
+    shard_stats: Callable[[DSParams | None], SuffStats],
+    *,
+    max_iter: int,
+    tol: float,
+    smoothing: float,
+    score_teachers: Any = None,
+    seed_stats: Callable[[], SuffStats] | None = None,
+) -> EMFit:
+    """The one Dawid-Skene fitting loop, over any source of statistics.
+
+    ``shard_stats(params)`` returns the statistics of all documents after an E-step under
+    ``params`` (majority init for None): in memory one call on the array, on Ray the sum of
+    per-batch statistics. With ``seed_stats`` (the ``rates`` gold anchor) the parameters are the
+    M-step of the seed's statistics and no EM runs. ``log_likelihood`` holds one value per
+    EM iteration, for the parameters of that iteration's E-step.
+    """
+    if seed_stats is not None:
+        stats = seed_stats()
+        if stats.n_rows == 0:
+            raise ValueError("the gold anchor is 'rates' but no seed document has gold")
+        return EMFit(dawid_skene_m_step(stats, smoothing, score_teachers), 1, True, [])
+    params = dawid_skene_m_step(shard_stats(None), smoothing, score_teachers)
+    history: list[float] = []
+    converged, n_iter = False, 1
+    while n_iter < max_iter and not converged:
+        stats = shard_stats(params)
+        history.append(stats.log_likelihood)
+        new_params = dawid_skene_m_step(stats, smoothing, score_teachers)
+        converged = param_change(params, new_params) <= tol
+        params, n_iter = new_params, n_iter + 1
+    return EMFit(params, n_iter, converged, history)
+
+
+class DawidSkene:
+    """Binary-per-label Dawid-Skene estimator fitted by EM (sklearn-style).
+
+    Parameters: ``max_iter`` (>= 1 EM iterations), ``tol`` (stop when the largest absolute
+    change of any sensitivity/specificity/prior is <= tol), ``smoothing`` (pseudo-evidence
+    towards the uninformative teacher, see :func:`dawid_skene_m_step`), ``soft_votes`` (see the
+    module doc), ``anchor`` (``"clamp"``: EM over all documents with the gold rows' posteriors
+    clamped to gold; ``"rates"``: rates and prior from the gold rows alone, then one E-step;
+    only matters when gold is given), ``score_teachers`` ((T,) bool; None: the teachers whose
+    votes are not all 0/1).
+
+    Fitted attributes: ``params_`` (DSParams), ``sensitivity_`` / ``specificity_`` (T, K),
+    ``prior_`` (K,), ``score_teachers_`` (T,), ``posteriors_`` (N, K), ``n_iter_``,
+    ``converged_`` and ``log_likelihood_`` (one value per iteration, the last one for the final
+    E-step; non-decreasing up to floating error for hard votes).
+    """
+
+    def __init__(
+        self,
+        max_iter: int = 100,
+        tol: float = 1e-5,
+        smoothing: float = 1.0,
+        soft_votes: str = "score",
+        anchor: str = "clamp",
+        score_teachers: Sequence[bool] | None = None,
+    ) -> None:
+        self.max_iter = max_iter
+        self.tol = tol
+        self.smoothing = smoothing
+        self.soft_votes = soft_votes
+        self.anchor = anchor
+        self.score_teachers = score_teachers
+
+    def _check_hyperparams(self) -> None:
+        if isinstance(self.max_iter, bool) or not isinstance(self.max_iter, int | np.integer):
+            raise ValueError(f"max_iter must be an int >= 1, got {self.max_iter!r}")
+        if self.max_iter < 1:
+            raise ValueError(f"max_iter must be an int >= 1, got {self.max_iter!r}")
+        _check_rate(self.tol, "tol")
+        _check_rate(self.smoothing, "smoothing")
+        _check_soft(self.soft_votes)
+        if self.anchor not in ANCHORS:
+            raise ValueError(f"anchor must be 'clamp' or 'rates', got {self.anchor!r}")
+
+    def fit(self, votes: Any, gold: Any = None, gold_mask: Any = None) -> DawidSkene:
+        """Fit on one in-memory shard.
+
+        votes: (N, T, K), gold: (N, K) 0/1 | None, gold_mask: (N,) bool | None -> self
+
+        Gold rows (``gold_mask``; all rows if only ``gold`` is given) anchor the fit.
+        """
+        self._check_hyperparams()
+        arr = check_votes(votes)
+        if arr.shape[0] < 1:
+            raise ValueError(f"votes must contain at least one document, got shape {arr.shape}")
+        g, mask = _check_gold(gold, gold_mask, arr.shape[0], arr.shape[2])
+        flags = (
+            score_teachers_of(arr)
+            if self.score_teachers is None
+            else np.asarray(self.score_teachers, dtype=bool)
+        )
+        soft = self.soft_votes
+        anchored = self.anchor == "rates" and mask is not None and bool(mask.any())
+        fit = fit_em(
+            lambda params: _shard_stats(arr, params, g, mask, soft),
+            max_iter=self.max_iter,
+            tol=self.tol,
+            smoothing=self.smoothing,
+            score_teachers=flags,
+            seed_stats=(lambda: dawid_skene_seed_stats(arr, g, mask, soft)) if anchored else None,
+        )
+        posteriors, log_likelihood = _e_step(arr, fit.params, g, mask, soft)
+        self.params_ = fit.params
+        self.sensitivity_ = fit.params.sensitivity
+        self.specificity_ = fit.params.specificity
+        self.prior_ = fit.params.prior
+        self.score_teachers_ = fit.params.score_teacher
+        self.posteriors_ = posteriors
+        self.n_iter_ = fit.n_iter
+        self.converged_ = fit.converged
+        self.log_likelihood_ = [*fit.log_likelihood, log_likelihood]
+        return self
+
+    def predict_proba(self, votes: Any) -> np.ndarray:
+        """Posterior ``P(y = 1)`` under the fitted parameters; all-error rows get ``prior_``.
+
+        votes: (N, T, K) -> (N, K)
+        """
+        params = getattr(self, "params_", None)
+        if params is None:
+            raise ValueError("this DawidSkene instance is not fitted yet; call fit() first")
+        arr = check_votes(votes)
+        if arr.shape[1:] != params.sensitivity.shape:
+            raise ValueError(
+                f"votes must have shape (N, {params.sensitivity.shape[0]}, "
+                f"{params.sensitivity.shape[1]}), got {arr.shape}"
+            )
+        return _e_step(arr, params, None, None, self.soft_votes)[0]
+
+
+def reliability_table(
+    params: DSParams, label_names: Sequence[str], teacher_names: Sequence[str]
+) -> list[dict[str, Any]]:
+    """Flatten fitted parameters into one record per (teacher, label), teacher-major.
+
+    params: DSParams of (T, K) -> T * K dicts with ``teacher``, ``label``, ``model`` ("score" or
+    "hard"), ``sensitivity``, ``specificity`` and, for score teachers, ``score_slope`` and
+    ``score_bias`` (slope 1 / bias 0: calibrated; slope 0: no signal).
+    """
+    n_teach, n_labels = params.sensitivity.shape
+    if len(teacher_names) != n_teach:
+        raise ValueError(f"expected {n_teach} teacher_names, got {len(teacher_names)}")
+    if len(label_names) != n_labels:
+        raise ValueError(f"expected {n_labels} label_names, got {len(label_names)}")
+    records = []
+    for t, teacher in enumerate(teacher_names):
+        score = bool(params.score_teacher[t])
+        for k, label in enumerate(label_names):
+            record: dict[str, Any] = {
+                "teacher": str(teacher),
+                "label": str(label),
+                "model": "score" if score else "hard",
+                "sensitivity": float(params.sensitivity[t, k]),
+                "specificity": float(params.specificity[t, k]),
+            }
+            if score:
+                record["score_slope"] = float(params.score_slope[t, k])
+                record["score_bias"] = float(params.score_bias[t, k] - params.score_base[t, k])
+            records.append(record)
+    return records

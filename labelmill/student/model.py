@@ -141,13 +141,15 @@ def train_epoch(
     batches: Iterable[Mapping[str, torch.Tensor]],
     optimizer: torch.optim.Optimizer,
     loss_fn: LossFn,
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
 ) -> float:
     """One pass over ``batches``; returns the row-count-weighted mean of the batch losses.
 
     Each batch maps input_ids (B, L), attention_mask (B, L), targets (B, K) in [0, 1] and
     optionally weights (B,); any other key (e.g. token_type_ids) is passed to the model too.
     ``loss_fn(logits (B, K), targets (B, K), weights (B,) | None) -> scalar``. Tensors are
-    moved to the model's device. Raises FloatingPointError on a non-finite loss.
+    moved to the model's device. ``scheduler`` (if any) steps after every optimizer step.
+    Raises FloatingPointError on a non-finite loss.
     """
     device = _model_device(model)
     model.train()
@@ -175,6 +177,8 @@ def train_epoch(
             raise FloatingPointError(f"non-finite loss {value!r} at batch {index}")
         loss.backward()
         optimizer.step()
+        if scheduler is not None:
+            scheduler.step()
         size = int(targets.shape[0])
         total += value * size
         rows += size

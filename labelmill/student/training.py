@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import numpy as np
 
 from labelmill._validation import check_probs
-from labelmill.aggregate import threshold_probs, tune_thresholds
+from labelmill.aggregation import choose_thresholds, threshold_probs, threshold_stats
 from labelmill.config import StudentConfig
 from labelmill.layout import is_dev
 from labelmill.metrics import precision_recall_f1
@@ -136,51 +136,13 @@ class EarlyStopping:
         return self.bad_epochs >= self.patience
 
 
-class ThresholdTargets(NamedTuple):
-    """Dev rows to tune thresholds on: ``rows`` (M,) indices, ``targets`` (M, K) 0/1, source."""
-
-    rows: np.ndarray
-    targets: np.ndarray
-    source: str
-
-
-def choose_threshold_targets(
-    agg_probs: Any,
-    gold: Sequence[Sequence[str] | None],
-    gold_seed: Sequence[bool | None],
-    names: Sequence[str],
-    threshold: float,
-    min_gold_rows: int,
-) -> ThresholdTargets:
-    """What the student's thresholds are tuned against on the dev split.
-
-    agg_probs: (N, K) aggregate probabilities, gold: N label lists (None: no gold), gold_seed:
-    (N,). With at least ``min_gold_rows`` gold seed rows, the targets are their gold labels
-    (source ``gold_seed``; names outside ``names`` are ignored); otherwise every row's hard
-    aggregate labels ``agg_probs >= threshold`` (source ``aggregate``; NaN rows left out).
-    """
-    p = check_probs(agg_probs, "agg_probs")
-    n, k = p.shape
-    if len(names) != k:
-        raise ValueError(f"names has {len(names)} labels, agg_probs has {k}")
-    if len(gold) != n or len(gold_seed) != n:
-        raise ValueError(f"gold ({len(gold)}) and gold_seed ({len(gold_seed)}) need {n} rows")
-    if not (isinstance(threshold, int | float) and 0.0 < threshold < 1.0):
-        raise ValueError(f"threshold must lie in (0, 1), got {threshold!r}")
-    if isinstance(min_gold_rows, bool) or not isinstance(min_gold_rows, int) or min_gold_rows < 1:
-        raise ValueError(f"min_gold_rows must be an int >= 1, got {min_gold_rows!r}")
-    seed_rows = [i for i in range(n) if gold[i] is not None and bool(gold_seed[i])]
-    if len(seed_rows) >= min_gold_rows:
-        index = {name: j for j, name in enumerate(names)}
-        targets = np.zeros((len(seed_rows), k), dtype=np.float64)
-        for row, i in enumerate(seed_rows):
-            for label in gold[i] or []:
-                if label in index:
-                    targets[row, index[label]] = 1.0
-        return ThresholdTargets(np.asarray(seed_rows, dtype=np.int64), targets, "gold_seed")
-    rows = np.flatnonzero(~np.isnan(p).any(axis=1))
-    targets = (p[rows] >= threshold).astype(np.float64)
-    return ThresholdTargets(rows.astype(np.int64), targets, "aggregate")
+def gold_targets(gold: Sequence[str] | None, names: Sequence[str]) -> list[float] | None:
+    """A gold label list -> multi-hot targets (K,) in taxonomy order (names outside it are
+    ignored); None stays None. The gold seed's labels replace the aggregate's targets."""
+    if gold is None:
+        return None
+    chosen = set(gold)
+    return [1.0 if name in chosen else 0.0 for name in names]
 
 
 def is_head_parameter(name: str) -> bool:
@@ -236,45 +198,79 @@ def loss_function(config: StudentConfig) -> LossFn:
 
 
 class DevScores(NamedTuple):
-    """Tuned thresholds (K,) and the dev F1 they reach against the chosen targets."""
+    """Tuned thresholds (K,), their sources (K,), and the dev F1 they reach on the gold seed
+    rows of the dev split (NaN without any)."""
 
     thresholds: np.ndarray
+    sources: tuple[str, ...]
     micro_f1: float
     macro_f1: float
-    source: str
-    rows: int
+    gold_rows: int
+
+    @property
+    def source(self) -> str:
+        """The sources as counts, e.g. ``gold_seed:2,expected_f1:10``."""
+        counts: dict[str, int] = {}
+        for name in self.sources:
+            counts[name] = counts.get(name, 0) + 1
+        return ",".join(f"{name}:{n}" for name, n in counts.items())
 
 
-def tune_on_dev(
+def student_thresholds(
     student_probs: Any,
-    agg_probs: Any,
     gold: Sequence[Sequence[str] | None],
     gold_seed: Sequence[bool | None],
     names: Sequence[str],
-    threshold: float,
-    min_gold_rows: int,
 ) -> DevScores:
-    """Per-label thresholds of the student on the dev split, and its F1 at them.
+    """Per-label thresholds of the student by the rule every system is scored with
+    (:func:`labelmill.aggregation.choose_thresholds`) on its dev split: F1 on the dev split's
+    gold-seed rows where a label has enough positives there, else the expected-F1 rule on the
+    student's own dev probabilities.
 
-    student_probs: (N, K) the student's dev probabilities; agg_probs, gold, gold_seed: the
-    same N rows' aggregate probabilities and gold (see :func:`choose_threshold_targets`, which
-    decides what the thresholds are tuned and scored against) -> DevScores.
+    student_probs: (N, K) dev probabilities, gold: N label lists (None: no gold), gold_seed:
+    (N,) -> DevScores
     """
     probs = check_probs(student_probs, "student_probs")
-    if probs.shape != np.shape(agg_probs):
-        raise ValueError(
-            f"student_probs shape {probs.shape} does not match agg_probs {np.shape(agg_probs)}"
-        )
-    chosen = choose_threshold_targets(agg_probs, gold, gold_seed, names, threshold, min_gold_rows)
-    if chosen.rows.size == 0:
-        raise ValueError("no dev rows to tune thresholds on (every aggregate row is NaN)")
-    dev = probs[chosen.rows]
-    thresholds = tune_thresholds(dev, chosen.targets)
-    scores = precision_recall_f1(chosen.targets, threshold_probs(dev, thresholds).astype(float))
-    return DevScores(
-        thresholds,
-        scores["micro_f1"],
-        scores["macro_f1"],
-        chosen.source,
-        int(chosen.rows.size),
-    )
+    n, k = probs.shape
+    if len(names) != k:
+        raise ValueError(f"names has {len(names)} labels, student_probs has {k}")
+    if len(gold) != n or len(gold_seed) != n:
+        raise ValueError(f"gold ({len(gold)}) and gold_seed ({len(gold_seed)}) need {n} rows")
+    if n == 0:
+        raise ValueError("no dev rows to tune thresholds on")
+    seed = np.array([gold[i] is not None and bool(gold_seed[i]) for i in range(n)], dtype=bool)
+    targets = np.array(
+        [gold_targets(gold[i], names) if seed[i] else [0.0] * k for i in range(n)]
+    ).reshape(n, k)
+    choice = choose_thresholds(threshold_stats(probs, targets, seed))
+    micro = macro = float("nan")
+    if seed.any():
+        pred = threshold_probs(probs[seed], choice.thresholds).astype(float)
+        scores = precision_recall_f1(targets[seed], pred)
+        micro, macro = scores["micro_f1"], scores["macro_f1"]
+    return DevScores(choice.thresholds, choice.sources, micro, macro, int(seed.sum()))
+
+
+def lr_multiplier(step: int, total_steps: int, warmup_steps: int) -> float:
+    """Learning-rate factor at optimizer step ``step`` (0-based): linear warm-up over
+    ``warmup_steps``, then linear decay to 0 at ``total_steps`` (as in BERT fine-tuning)."""
+    if step < warmup_steps:
+        return (step + 1) / max(warmup_steps, 1)
+    remaining = total_steps - step
+    return max(0.0, remaining / max(total_steps - warmup_steps, 1))
+
+
+def training_schedule(rows: int, config: StudentConfig) -> tuple[int, int, int]:
+    """(epochs, total optimizer steps, warm-up steps) for ``rows`` training rows.
+
+    Runs at least ``config.epochs`` epochs and, on small splits, as many more as reach
+    ``config.min_steps`` optimizer steps (capped at ``config.max_epochs``): a few hundred rows
+    give a handful of steps per epoch, too few for the head to learn anything.
+    """
+    if rows < 1:
+        raise ValueError(f"rows must be >= 1, got {rows!r}")
+    per_epoch = math.ceil(rows / (config.batch_size * config.num_workers))
+    epochs = max(config.epochs, math.ceil(config.min_steps / per_epoch))
+    epochs = min(epochs, max(config.max_epochs, config.epochs))
+    total = epochs * per_epoch
+    return epochs, total, round(config.warmup_fraction * total)

@@ -14,7 +14,7 @@ import pytest
 import yaml
 from conftest import LABELS, job_config
 
-from labelmill.aggregate import DawidSkene, majority_vote, weighted_vote
+from labelmill.aggregation import DawidSkene, majority_vote, weighted_vote
 from labelmill.cli import main
 from labelmill.layout import is_gold_seed
 from labelmill.records import vote_schema

@@ -14,7 +14,7 @@ import torch
 from conftest import LABELS, job_config
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-from labelmill.aggregate import threshold_probs
+from labelmill.aggregation import threshold_probs
 from labelmill.layout import aggregate_file_uri, aggregate_labels_uri, is_dev, student_dir
 from labelmill.metrics import precision_recall_f1
 from labelmill.student.model import predict_proba

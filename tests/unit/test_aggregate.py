@@ -1,11 +1,11 @@
-"""Tests for labelmill.aggregate and labelmill.dawid_skene (pure numpy, no Ray)."""
+"""Tests for labelmill.aggregation: Dawid-Skene and the voting aggregators (numpy, no Ray)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from labelmill.aggregate import (
+from labelmill.aggregation import (
     DawidSkene,
     DSParams,
     SuffStats,
@@ -16,11 +16,12 @@ from labelmill.aggregate import (
     dawid_skene_seed_stats,
     dawid_skene_shard_stats,
     dawid_skene_suff_stats,
+    fit_em,
     majority_vote,
     n_teachers,
     reliability_table,
+    score_teachers_of,
     threshold_probs,
-    tune_thresholds,
     weighted_vote,
 )
 
@@ -217,19 +218,20 @@ def test_gold_anchoring_moves_estimates_in_expected_direction() -> None:
 
 def test_rates_anchor_by_hand() -> None:
     # 4 docs, 2 teachers, 1 label; docs 0 and 1 are the seed with gold 1 and 0.
-    votes = np.array([[[1.0], [1.0]], [[0.0], [1.0]], [[1.0], [0.0]], [[0.0], [0.0]]])
+    votes = np.array([[[1.0], [0.0]], [[0.0], [1.0]], [[1.0], [0.0]], [[0.0], [0.0]]])
     gold = np.array([[1.0], [0.0], [0.0], [0.0]])
     mask = np.array([True, True, False, False])
     model = DawidSkene(smoothing=1.0, anchor="rates").fit(votes, gold, mask)
-    # teacher 0: right on both seed docs -> sens (1+1)/(1+2), spec (1+1)/(1+2)
-    # teacher 1: right on doc 0, wrong on doc 1 -> sens 2/3, spec (0+1)/(1+2) = 1/3
-    assert np.allclose(model.sensitivity_[:, 0], [2 / 3, 2 / 3])
+    # Both teachers vote yes on 1 of the 2 seed docs: vote rate r = 1/2, so 2 pseudo-votes
+    # add 1 hit and 1 miss. teacher 0 is right on both: sens (1 + 1)/(1 + 2), spec (1 + 1)/3;
+    # teacher 1 is wrong on both: sens (0 + 1)/3, spec (0 + 1)/3.
+    assert np.allclose(model.sensitivity_[:, 0], [2 / 3, 1 / 3])
     assert np.allclose(model.specificity_[:, 0], [2 / 3, 1 / 3])
     assert np.allclose(model.prior_, [0.5])  # (1 + 1) / (2 + 2)
     assert model.n_iter_ == 1 and model.converged_
-    # doc 2 (t0 yes, t1 no): 0.5*(2/3)*(1/3) vs 0.5*(1/3)*(1/3) -> 2/3
-    # doc 3 (both no): 0.5*(1/3)*(1/3) vs 0.5*(2/3)*(1/3) -> 1/3
-    assert np.allclose(model.posteriors_[:, 0], [1.0, 0.0, 2 / 3, 1 / 3])
+    # doc 2 (t0 yes, t1 no): 0.5*(2/3)*(2/3) = 2/9 vs 0.5*(1/3)*(1/3) = 1/18 -> 4/5
+    # doc 3 (both no): 0.5*(1/3)*(2/3) vs 0.5*(2/3)*(1/3) -> 1/2
+    assert np.allclose(model.posteriors_[:, 0], [1.0, 0.0, 4 / 5, 1 / 2])
     # the seed statistics of two shards add up to those of the whole
     whole = dawid_skene_seed_stats(votes, gold, mask)
     parts = dawid_skene_seed_stats(votes[:1], gold[:1], mask[:1]) + dawid_skene_seed_stats(
@@ -295,38 +297,44 @@ def test_suff_stats_of_two_shards_equal_one_shard() -> None:
         assert total.n_rows == 500
 
 
-def test_distributed_em_loop_equals_fit() -> None:
+@pytest.mark.parametrize("soft_votes", ["score", "mixture"])
+def test_distributed_em_loop_equals_fit(soft_votes: str) -> None:
     votes, truth = synth_votes(np.random.default_rng(8), 600, SENS, SPEC, PRIOR)
-    votes[:, 0, :] = votes[:, 0, :] * 0.5 + 0.3  # soft votes exercise the mixture statistics
+    votes[:, 0, :] = votes[:, 0, :] * 0.5 + 0.3  # soft votes: score or mixture statistics
     gold_mask = np.arange(600) < 60
     shards = [slice(0, 250), slice(250, 251), slice(251, 251), slice(251, 600)]
-    params = None
-    history = []
-    for _ in range(6):
-        stats = sum(
-            dawid_skene_shard_stats(votes[s], params, truth[s], gold_mask[s]) for s in shards
+
+    def stats(params: DSParams | None) -> SuffStats:
+        return sum(
+            dawid_skene_shard_stats(votes[s], params, truth[s], gold_mask[s], soft_votes)
+            for s in shards
         )
-        if params is not None:
-            history.append(stats.log_likelihood)
-        params = dawid_skene_m_step(stats, smoothing=1.0)
-    model = DawidSkene(max_iter=6, tol=0.0).fit(votes, gold=truth, gold_mask=gold_mask)
-    np.testing.assert_allclose(model.sensitivity_, params.sensitivity, rtol=1e-12)
-    np.testing.assert_allclose(model.specificity_, params.specificity, rtol=1e-12)
-    np.testing.assert_allclose(model.prior_, params.prior, rtol=1e-12)
-    np.testing.assert_allclose(model.log_likelihood_[:-1], history, rtol=1e-12)
-    assert model.n_iter_ == 6
+
+    flags = score_teachers_of(votes)
+    assert flags.tolist() == [True, False, False]
+    fit = fit_em(stats, max_iter=6, tol=0.0, smoothing=1.0, score_teachers=flags)
+    model = DawidSkene(max_iter=6, tol=0.0, soft_votes=soft_votes)
+    model.fit(votes, gold=truth, gold_mask=gold_mask)
+    for name in ("sensitivity", "specificity", "prior", "score_slope", "score_bias"):
+        np.testing.assert_allclose(getattr(model.params_, name), getattr(fit.params, name))
+    np.testing.assert_allclose(model.log_likelihood_[:-1], fit.log_likelihood, rtol=1e-12)
+    assert model.n_iter_ == fit.n_iter == 6
 
 
 def test_m_step_smoothing_and_empty_statistics() -> None:
     stats = SuffStats.zeros(2, 3)
     assert np.all(dawid_skene_m_step(stats, 0.0).sensitivity == 0.5)
+    tk = np.zeros((2, 3))
     stats = stats + SuffStats(
-        np.full((2, 3), 3.0), np.full((2, 3), 4.0), np.zeros((2, 3)), np.full((2, 3), 2.0),
-        np.full(3, 1.0), np.full(3, 4.0), 0.0, 4,
+        pos_vote=tk + 3.0, pos_weight=tk + 4.0, neg_novote=tk, neg_weight=tk + 2.0,
+        prior_pos=np.full(3, 1.0), prior_weight=np.full(3, 4.0),
+        seed_pos=stats.seed_pos, seed_neg=stats.seed_neg, vote_sum=tk + 5.0, vote_count=tk + 6.0,
+        log_likelihood=0.0, n_rows=4,
     )  # fmt: skip
     params = dawid_skene_m_step(stats, 1.0)
-    np.testing.assert_allclose(params.sensitivity, 4 / 6)  # (3 + 1) / (4 + 2)
-    np.testing.assert_allclose(params.specificity, 1 / 4)  # (0 + 1) / (2 + 2)
+    # vote rate r = 5/6: 2 pseudo-votes split 5/3 yes, 1/3 no
+    np.testing.assert_allclose(params.sensitivity, 7 / 9)  # (3 + 5/3) / (4 + 2)
+    np.testing.assert_allclose(params.specificity, 1 / 12)  # (0 + 1/3) / (2 + 2)
     np.testing.assert_allclose(params.prior, 2 / 6)  # (1 + 1) / (4 + 2)
 
 
@@ -367,31 +375,15 @@ def test_threshold_probs() -> None:
     )
 
 
-def test_tune_thresholds_by_hand() -> None:
-    probs = np.array([[0.9, 0.3, 0.9], [0.6, 0.2, 0.1], [0.4, 0.35, 0.2], [0.2, 0.1, NAN]])
-    targets = np.array([[1, 1, 0], [1, 0, 0], [0, 1, 0], [0, 0, 1]])
-    grid = [0.25, 0.5, 0.75]
-    # label 0: t=0.5 -> preds [1,1,0,0] exactly the targets, F1 = 1 (t=0.25 adds a fp).
-    # label 1: t=0.25 -> preds [1,0,1,0]: tp=2, F1=1; t=0.5 or 0.75 -> no preds, F1=0.
-    # label 2: the only positive is on the NaN row (excluded) -> no positives -> 0.5.
-    np.testing.assert_allclose(tune_thresholds(probs, targets, grid), [0.5, 0.25, 0.5])
-    # Every threshold in (0.1, 0.9) gives F1 = 1: ties go to the one closest to 0.5, then smaller.
-    probs, targets = np.array([[0.9], [0.1]]), np.array([[1], [0]])
-    np.testing.assert_allclose(tune_thresholds(probs, targets, [0.7, 0.3]), [0.3])
-    np.testing.assert_allclose(tune_thresholds(probs, targets, [0.2, 0.7, 0.4]), [0.4])
-    # Default grid 0.05..0.95: F1 = 1 for thresholds in (0.3, 0.42] -> 0.35 or 0.40 -> 0.40.
-    default = tune_thresholds(np.array([[0.42], [0.3]]), np.array([[1], [0]]))
-    assert default[0] == pytest.approx(0.4)
-
-
 def test_reliability_table() -> None:
     votes, _ = synth_votes(np.random.default_rng(9), 100, SENS, SPEC, PRIOR[:2])
     model = DawidSkene(max_iter=5).fit(votes)
-    rows = reliability_table(model, ["a", "b"], ["t0", "t1", "t2"])
+    rows = reliability_table(model.params_, ["a", "b"], ["t0", "t1", "t2"])
     assert len(rows) == 6
     assert rows[1] == {
         "teacher": "t0",
         "label": "b",
+        "model": "hard",
         "sensitivity": pytest.approx(model.sensitivity_[0, 1]),
         "specificity": pytest.approx(model.specificity_[0, 1]),
     }
@@ -416,10 +408,6 @@ GOOD = np.zeros((4, 3, 2))
         (lambda: threshold_probs(np.zeros((2, 2)), [0.5, 0.5, 0.5]), r"shape \(2,\), got \(3,\)"),
         (lambda: threshold_probs(np.zeros((2, 2)), 1.2), r"thresholds must lie in \[0, 1\]"),
         (lambda: threshold_probs(np.zeros((2, 2, 1)), 0.5), "probs must have shape"),
-        (lambda: tune_thresholds(np.zeros((2, 2)), np.zeros((3, 2))), r"shape \(2, 2\)"),
-        (lambda: tune_thresholds(np.zeros((2, 2)), np.full((2, 2), 0.5)), "only 0/1"),
-        (lambda: tune_thresholds(np.zeros((2, 2)), np.zeros((2, 2)), []), "non-empty"),
-        (lambda: tune_thresholds(np.zeros((2, 2)), np.zeros((2, 2)), [2.0]), "grid values"),
         (lambda: DawidSkene().fit(GOOD, gold=np.zeros((3, 2))), r"gold must have shape \(4, 2\)"),
         (lambda: DawidSkene().fit(GOOD, gold=np.full((4, 2), 0.5)), "only 0/1"),
         (lambda: DawidSkene().fit(GOOD, gold=np.zeros((4, 2)), gold_mask=np.ones(4)), "bool"),
@@ -433,7 +421,6 @@ GOOD = np.zeros((4, 3, 2))
         (lambda: DawidSkene(tol=np.inf).fit(GOOD), "tol"),
         (lambda: dawid_skene_suff_stats(GOOD, np.zeros((4, 2)), gold_mask=[1, 0]), "gold_mask"),
         (lambda: DawidSkene().fit(GOOD, gold=np.full((4, 2), NAN)), "got nan"),
-        (lambda: DawidSkene(init="random").fit(GOOD), "init must be 'majority', got 'random'"),
         (lambda: DawidSkene(soft_votes="hard").fit(GOOD), "soft_votes must be"),
         (lambda: DawidSkene(anchor="gold").fit(GOOD), "anchor must be 'clamp' or 'rates', got"),
         (lambda: dawid_skene_seed_stats(GOOD, None, None), "needs gold and gold_mask"),
@@ -450,13 +437,14 @@ GOOD = np.zeros((4, 3, 2))
             lambda: dawid_skene_e_step(GOOD, DSParams(np.zeros((2, 2)), np.zeros((2, 2)), [0, 0])),
             r"\(T, K\)=\(2, 2\)",
         ),
-        (lambda: reliability_table(DawidSkene(), ["a"], ["t"]), "fitted"),
         (
-            lambda: reliability_table(DawidSkene(max_iter=1).fit(GOOD), ["a", "b"], ["t0"]),
+            lambda: reliability_table(DawidSkene(max_iter=1).fit(GOOD).params_, ["a", "b"], ["t0"]),
             "expected 3 teacher_names, got 1",
         ),
         (
-            lambda: reliability_table(DawidSkene(max_iter=1).fit(GOOD), ["a"], ["x", "y", "z"]),
+            lambda: reliability_table(
+                DawidSkene(max_iter=1).fit(GOOD).params_, ["a"], ["x", "y", "z"]
+            ),
             "expected 2 label_names, got 1",
         ),
     ],

@@ -13,12 +13,14 @@ from labelmill.layout import is_dev
 from labelmill.student.losses import asymmetric_loss, soft_bce_loss
 from labelmill.student.training import (
     EarlyStopping,
-    choose_threshold_targets,
     dev_mask,
+    gold_targets,
     loss_function,
+    lr_multiplier,
     parameter_groups,
     row_weights,
-    tune_on_dev,
+    student_thresholds,
+    training_schedule,
     usable_rows,
 )
 
@@ -134,65 +136,65 @@ def test_early_stopping_rejects_non_finite_loss() -> None:
         EarlyStopping(2).update(float("nan"))
 
 
-# --- threshold targets ---------------------------------------------------------------------
+# --- gold targets, student thresholds, schedule ----------------------------------------------
 
 
-def test_threshold_targets_use_gold_seed_when_enough() -> None:
-    agg = [[0.9, 0.1], [0.2, 0.7], [0.6, 0.6], [0.1, 0.1]]
-    gold = [["a"], ["b", "unknown"], None, ["a", "b"]]
-    seed = [True, True, False, False]
-    chosen = choose_threshold_targets(agg, gold, seed, NAMES, 0.5, min_gold_rows=2)
-    assert chosen.source == "gold_seed"
-    assert chosen.rows.tolist() == [0, 1]
-    np.testing.assert_array_equal(chosen.targets, [[1, 0], [0, 1]])
+def test_gold_targets_override_and_ignore_unknown_labels() -> None:
+    assert gold_targets(["b", "unknown"], NAMES) == [0.0, 1.0]
+    assert gold_targets([], NAMES) == [0.0, 0.0]
+    assert gold_targets(None, NAMES) is None
 
 
-def test_threshold_targets_fall_back_to_aggregate() -> None:
-    agg = [[0.9, 0.1], [0.2, 0.7], [math.nan, math.nan], [0.5, 0.49]]
-    gold = [["a"], None, None, None]
-    seed = [True, False, False, False]
-    chosen = choose_threshold_targets(agg, gold, seed, NAMES, 0.5, min_gold_rows=2)
-    assert chosen.source == "aggregate"
-    assert chosen.rows.tolist() == [0, 1, 3]  # the NaN row is left out
-    np.testing.assert_array_equal(chosen.targets, [[1, 0], [0, 1], [1, 0]])
+def test_student_thresholds_use_gold_dev_rows_with_enough_positives() -> None:
+    # Label a: 10 gold-seed positives at 0.3, 10 negatives at 0.1 -> tuned between them on
+    # the seed. Label b: no positives in the seed -> the expected-F1 rule on the probabilities.
+    probs = np.array([[0.3, 0.9]] * 10 + [[0.1, 0.05]] * 10)
+    gold = [["a"]] * 10 + [[]] * 10
+    scores = student_thresholds(probs, gold, [True] * 20, NAMES)
+    assert scores.sources == ("gold_seed", "expected_f1")
+    assert 0.1 < scores.thresholds[0] <= 0.3
+    assert scores.source == "gold_seed:1,expected_f1:1" and scores.gold_rows == 20
+    # Expected F1 of b: predicting the ten 0.9s gives 2 * 9 / (10 + 9.5) = 0.923, all twenty
+    # 2 * 9.5 / (20 + 9.5) = 0.644 -> the cut lies in (0.05, 0.9].
+    assert 0.05 < scores.thresholds[1] <= 0.9
+    assert scores.micro_f1 == pytest.approx(2 * 10 / (20 + 10))  # a perfect, b all-FP (10)
+
+
+def test_student_thresholds_without_gold_rows_report_nan_f1() -> None:
+    scores = student_thresholds([[0.9, 0.1], [0.1, 0.2]], [None, None], [False, False], NAMES)
+    assert scores.sources == ("expected_f1", "expected_f1") and scores.gold_rows == 0
+    assert math.isnan(scores.micro_f1)
 
 
 @pytest.mark.parametrize(
     ("args", "match"),
     [
-        (([[0.1, 0.2]], [None], [False], ["a"], 0.5, 1), "names has 1 labels, agg_probs has 2"),
-        (([[0.1, 0.2]], [], [False], NAMES, 0.5, 1), r"gold \(0\) and gold_seed \(1\) need 1 rows"),
-        (
-            ([[0.1, 0.2]], [None], [False], NAMES, 1.0, 1),
-            r"threshold must lie in \(0, 1\), got 1.0",
-        ),
-        (
-            ([[0.1, 0.2]], [None], [False], NAMES, 0.5, 0),
-            "min_gold_rows must be an int >= 1, got 0",
-        ),
+        (([[0.1, 0.2]], [None], [False], ["a"]), "names has 1 labels, student_probs has 2"),
+        (([[0.1, 0.2]], [], [False], NAMES), r"gold \(0\) and gold_seed \(1\) need 1 rows"),
+        ((np.zeros((0, 2)), [], [], NAMES), "no dev rows to tune thresholds on"),
     ],
 )
-def test_threshold_targets_errors(args: tuple, match: str) -> None:
+def test_student_thresholds_errors(args: tuple, match: str) -> None:
     with pytest.raises(ValueError, match=match):
-        choose_threshold_targets(*args)
+        student_thresholds(*args)
 
 
-def test_tune_on_dev_scores_at_tuned_thresholds() -> None:
-    # Student separates label a at 0.3 and label b at 0.7; aggregate targets are clean.
-    student = np.array([[0.35, 0.8], [0.32, 0.1], [0.1, 0.75], [0.05, 0.2]])
-    agg = np.array([[0.9, 0.9], [0.9, 0.1], [0.1, 0.9], [0.1, 0.1]])
-    scores = tune_on_dev(student, agg, [None] * 4, [False] * 4, NAMES, 0.5, 20)
-    assert scores.source == "aggregate" and scores.rows == 4
-    assert 0.1 < scores.thresholds[0] <= 0.3 and 0.2 < scores.thresholds[1] <= 0.75
-    assert scores.micro_f1 == pytest.approx(1.0) and scores.macro_f1 == pytest.approx(1.0)
+def test_lr_multiplier_warms_up_then_decays_to_zero() -> None:
+    got = [lr_multiplier(step, 10, 2) for step in range(11)]
+    assert got[:3] == [0.5, 1.0, 1.0]  # steps 0, 1 warm up; step 2 starts the decay at 8/8
+    assert got[6] == pytest.approx(4 / 8) and got[10] == 0.0
 
 
-def test_tune_on_dev_errors() -> None:
-    with pytest.raises(ValueError, match=r"student_probs shape \(1, 2\) does not match"):
-        tune_on_dev([[0.1, 0.2]], [[0.1, 0.2, 0.3]], [None], [False], NAMES, 0.5, 1)
-    nan_rows = [[math.nan, math.nan]]
-    with pytest.raises(ValueError, match="no dev rows to tune thresholds on"):
-        tune_on_dev([[0.1, 0.2]], nan_rows, [None], [False], NAMES, 0.5, 1)
+def test_training_schedule_adds_epochs_on_small_splits() -> None:
+    config = StudentConfig(batch_size=16, epochs=2, min_steps=100, max_epochs=30)
+    # 179 rows -> 12 steps per epoch -> 9 epochs reach 108 >= 100 steps; 10% warm-up.
+    assert training_schedule(179, config) == (9, 108, 11)
+    big = StudentConfig(batch_size=16, epochs=2, min_steps=100, max_epochs=30)
+    assert training_schedule(16_000, big) == (2, 2000, 200)
+    capped = StudentConfig(batch_size=16, epochs=2, min_steps=10_000, max_epochs=5)
+    assert training_schedule(16, capped)[0] == 5
+    with pytest.raises(ValueError, match="rows must be >= 1"):
+        training_schedule(0, config)
 
 
 # --- loss choice ---------------------------------------------------------------------------

@@ -6,13 +6,12 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from labelmill.ds_types import DSParams
+from labelmill.aggregation import DSParams, param_change
 from labelmill.vote_matrix import (
     confusion_counts,
     gold_matrix,
     hard_reference,
     label_index,
-    param_change,
     smoothed_rates,
     vector_to_cell,
     vote_vector,
