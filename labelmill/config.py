@@ -306,6 +306,12 @@ class GoldConfig(StrictModel):
         "student thresholds. Seed documents are never evaluated on; the rest of the gold is "
         "held out for `labelmill evaluate`.",
     )
+    seed_salt: str = Field(
+        default="gold-seed",
+        min_length=1,
+        description="Salt of the id hash that picks the seed: another salt draws another seed "
+        "of the same size (to measure how much a result depends on which documents are seed).",
+    )
 
 
 class AggregateConfig(StrictModel):

@@ -62,11 +62,12 @@ def id_unit(doc_id: str, salt: str) -> float:
     return int.from_bytes(digest[:8], "big") / 2.0**64
 
 
-def is_gold_seed(doc_id: str, seed_fraction: float) -> bool:
-    """Whether a gold document belongs to the seed (usable for fitting, never for evaluation)."""
+def is_gold_seed(doc_id: str, seed_fraction: float, salt: str = "gold-seed") -> bool:
+    """Whether a gold document belongs to the seed (usable for fitting, never for evaluation);
+    ``salt`` is ``gold.seed_salt``."""
     if not 0.0 <= seed_fraction < 1.0:
         raise ValueError(f"seed_fraction must lie in [0, 1), got {seed_fraction!r}")
-    return id_unit(doc_id, "gold-seed") < seed_fraction
+    return id_unit(doc_id, salt) < seed_fraction
 
 
 def is_dev(doc_id: str, dev_fraction: float) -> bool:

@@ -84,6 +84,7 @@ class AggregateJobSummary:
     n_all_error: int = 0
     mean_agreement: float | None = None
     label_rate: dict[str, float] = field(default_factory=dict)
+    mean_prob: dict[str, float] = field(default_factory=dict)
     seed_prevalence: dict[str, float | None] = field(default_factory=dict)
     thresholds: dict[str, dict[str, Any]] = field(default_factory=dict)
     score_teachers: list[str] = field(default_factory=list)
@@ -119,13 +120,16 @@ class AggregateJobSummary:
             lines.append(f"  teacher weights from {self.weights_source}")
         lines.append(f"  {'teacher':<24}{'docs voted':>11}")
         lines += [f"  {t:<24}{self.teacher_votes.get(t, 0):>11}" for t in self.teachers]
-        lines.append(f"  {'label':<24}{'rate':>8}{'seed prev':>10}{'threshold':>10}  source")
+        lines.append(
+            f"  {'label':<24}{'seed prev':>10}{'mean p':>8}{'threshold':>10}{'labeled':>8}  source"
+        )
         for name, rate in self.label_rate.items():
             prev = self.seed_prevalence.get(name)
             thr = self.thresholds.get(name, {})
             lines.append(
-                f"  {name:<24}{rate:>8.3f}{'-' if prev is None else f'{prev:.3f}':>10}"
-                f"{thr.get('threshold', float('nan')):>10.3f}  {thr.get('source', '-')}"
+                f"  {name:<24}{'-' if prev is None else f'{prev:.3f}':>10}"
+                f"{self.mean_prob.get(name, float('nan')):>8.3f}"
+                f"{thr.get('threshold', float('nan')):>10.3f}{rate:>8.3f}  {thr.get('source', '-')}"
             )
         lines.append(f"  labels:      {self.labels_uri}")
         lines.append(f"  reliability: {self.reliability_uri}  ({self.reliability_source})")
@@ -275,6 +279,7 @@ def finalize_batch(batch: pa.Table, spec: BatchSpec, fitted: FittedMethod) -> pa
             "rows": table.num_rows,
             "all_error": int((~rows_voted).sum()),
             "label_pos": label_hits.sum(axis=0).astype(np.int64),
+            "prob_sum": np.nansum(probs[rows_voted], axis=0),
             "agreement_sum": float(np.nansum(agreement(votes))),
             "teacher_voted": voted.sum(axis=0).astype(np.int64),
             "log_likelihood": log_likelihood,
@@ -341,6 +346,11 @@ def tally(summary: AggregateJobSummary, parts: list[dict[str, Any]]) -> None:
     label_pos = sum(p["label_pos"] for p in parts)
     summary.label_rate = {  # share of the voted rows carrying each label
         name: float(label_pos[k]) / n_voted if n_voted else 0.0
+        for k, name in enumerate(summary.label_rate)
+    }
+    prob_sum = sum(p["prob_sum"] for p in parts)
+    summary.mean_prob = {  # the soft labels' positive rate: near the seed prevalence
+        name: float(prob_sum[k]) / n_voted if n_voted else 0.0
         for k, name in enumerate(summary.label_rate)
     }
     voted = sum(p["teacher_voted"] for p in parts)

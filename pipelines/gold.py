@@ -24,7 +24,12 @@ def has_gold(config: LabelmillConfig) -> bool:
 
 
 def normalize_gold_batch(
-    batch: pa.Table, names: list[str], seed_fraction: float, id_column: str, gold_column: str
+    batch: pa.Table,
+    names: list[str],
+    seed_fraction: float,
+    id_column: str,
+    gold_column: str,
+    seed_salt: str = "gold-seed",
 ) -> pa.Table:
     """Raw (id, gold) columns -> id, gold (taxonomy labels only), gold_seed; null gold dropped."""
     known = set(names)
@@ -41,7 +46,7 @@ def normalize_gold_batch(
         doc_id = str(doc_id)
         ids.append(doc_id)
         golds.append([label for label in labels if label in known])
-        seeds.append(is_gold_seed(doc_id, seed_fraction))
+        seeds.append(is_gold_seed(doc_id, seed_fraction, seed_salt))
     return pa.table(
         {
             "id": pa.array(ids, pa.string()),
@@ -80,7 +85,12 @@ def read_gold(config: LabelmillConfig, cpus: float = 0.25) -> Any | None:
                 )
         # A gold file is small by nature (people labeled it): normalized here, then distributed.
         table = normalize_gold_batch(
-            raw, names, seed, config.gold.id_column, config.gold.labels_column
+            raw,
+            names,
+            seed,
+            config.gold.id_column,
+            config.gold.labels_column,
+            config.gold.seed_salt,
         )
         return ray.data.from_arrow(table)
     if config.corpus.gold_column is None:
@@ -89,7 +99,13 @@ def read_gold(config: LabelmillConfig, cpus: float = 0.25) -> Any | None:
     return corpus.map_batches(
         normalize_gold_batch,
         batch_format="pyarrow",
-        fn_kwargs={"names": names, "seed_fraction": seed, "id_column": "id", "gold_column": "gold"},
+        fn_kwargs={
+            "names": names,
+            "seed_fraction": seed,
+            "id_column": "id",
+            "gold_column": "gold",
+            "seed_salt": config.gold.seed_salt,
+        },
         num_cpus=cpus,
     )
 

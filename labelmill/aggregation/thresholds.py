@@ -34,7 +34,7 @@ from labelmill.aggregation.types import LOGIT_CLIP
 # Ten positives: below it a seed-tuned F1 cut moves by a whole document's worth of recall
 # at every step, and the calibrated expected-F1 rule is the steadier choice.
 MIN_SEED_POSITIVES = 10
-THRESHOLD_BINS = 400
+THRESHOLD_BINS = 1000
 _LOGIT_EDGES = np.linspace(-LOGIT_CLIP, LOGIT_CLIP, THRESHOLD_BINS + 1)
 # Candidate j predicts "positive" for bins >= j; j = 0 is "every document" (threshold 0).
 CANDIDATES = np.concatenate([[0.0], sigmoid(_LOGIT_EDGES[1:THRESHOLD_BINS])])
