@@ -266,8 +266,12 @@ def finalize_batch(batch: pa.Table, spec: BatchSpec, fitted: FittedMethod) -> pa
 
     Seed rows keep the aggregate's own posterior (not their gold): the aggregate is scored,
     thresholded and compared like every other system; the student reads gold separately."""
-    votes, _, _ = batch_arrays(batch, spec)
-    probs, log_likelihood = _probs(votes, None, None, spec, fitted)
+    votes, gold, mask = batch_arrays(batch, spec)
+    probs, _ = _probs(votes, None, None, spec, fitted)
+    # The log-likelihood is the EM's (gold rows clamped), continuing its history.
+    log_likelihood = (
+        _probs(votes, gold, mask, spec, fitted)[1] if fitted.method == "dawid_skene" else 0.0
+    )
     table = label_table(batch, spec, votes, probs, fitted.threshold, fitted.method, fitted.version)
     if table.num_rows:
         write_label_part(table, fitted.labels_uri)

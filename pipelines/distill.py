@@ -308,11 +308,12 @@ def run_distill_job(config: LabelmillConfig) -> DistillJobSummary:
     scores = score_dev(fit.model, tokenizer, dev_rows, config)
     metrics = {
         "best_dev_loss": fit.best_dev_loss,
-        "dev_micro_f1": None if np.isnan(scores.micro_f1) else scores.micro_f1,
-        "dev_macro_f1": None if np.isnan(scores.macro_f1) else scores.macro_f1,
+        # dev F1 on the dev split's gold-seed rows; left out when it has none
         "epochs_run": fit.epochs_run,
         "train_seconds": fit.train_seconds,
     }
+    if scores.gold_rows:
+        metrics.update(dev_micro_f1=scores.micro_f1, dev_macro_f1=scores.macro_f1)
     lineage = _lineage(config, meta, fit, scores, (rows_train, rows_dev))
     shutil.rmtree(out_dir, ignore_errors=True)
     export_student(

@@ -14,12 +14,11 @@ import torch
 from conftest import LABELS, job_config
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-from labelmill.aggregation import threshold_probs
+from labelmill.aggregation import tune_thresholds
 from labelmill.layout import aggregate_file_uri, aggregate_labels_uri, is_dev, student_dir
-from labelmill.metrics import precision_recall_f1
 from labelmill.student.model import predict_proba
 from labelmill.taxonomy import Taxonomy
-from pipelines.distill import DistillJobError, run_distill_job
+from pipelines.distill import DistillJobError, prepare_batch, run_distill_job
 
 # Label k is on when its keyword is in the text (all keywords are in the tiny BERT's vocab).
 KEYWORDS = ["editor", "text", "music", "server"]
@@ -119,6 +118,7 @@ def make_config(tmp_path: Path, tiny_bert: Path, **student):
         "max_length": 32,
         "dev_fraction": 0.2,
         "learning_rate": 5e-3,
+        "min_steps": 0,
         **student,
     }
     teacher = {"name": "t1", "kind": "openai", "model": "m1", "base_url": "http://127.0.0.1:9/v1"}
@@ -153,8 +153,8 @@ def test_distill_trains_exports_and_reloads(ray_local, tiny_bert: Path, tmp_path
     assert (summary.rows_train, summary.rows_dev) == (len(good) - len(dev_rows), len(dev_rows))
     assert summary.epochs_run == 2 and summary.best_epoch in (1, 2)
     assert np.isfinite(summary.best_dev_loss) and summary.docs_per_s > 0
-    assert summary.threshold_source == "aggregate"
-    assert "dev F1" in summary.render() and str(out) in summary.render()
+    assert summary.threshold_source == "expected_f1:4"  # no gold seed row in the dev split
+    assert "thresholds (expected_f1:4)" in summary.render() and str(out) in summary.render()
 
     files = {p.name for p in out.iterdir()}
     assert "stale.txt" not in files and "labelmill.json" in files
@@ -165,7 +165,8 @@ def test_distill_trains_exports_and_reloads(ray_local, tiny_bert: Path, tmp_path
     names = [name for name, _ in LABELS]
     assert len(meta["thresholds"]) == len(names)
     assert meta["lineage"]["training_rows"] == summary.rows_train
-    assert meta["lineage"]["threshold_source"] == "aggregate"
+    assert meta["lineage"]["threshold_source"] == "expected_f1:4"
+    assert "dev_micro_f1" not in meta["metrics"]  # no gold dev rows to score on
     assert {e["prompt_hash"] for e in meta["lineage"]["aggregate"]["teacher_lineage"]} == {
         "h1",
         "h2",
@@ -190,12 +191,24 @@ def test_distill_trains_exports_and_reloads(ray_local, tiny_bert: Path, tmp_path
         )
     scored = predict_proba(model, tokenizer, texts, batch_size=8, max_length=32)
     np.testing.assert_allclose(plain, scored, atol=1e-5)
-    # The exported thresholds reproduce the dev F1 the job recorded (targets: aggregate labels).
-    targets = (np.asarray([r["probs"] for r in dev_rows]) >= 0.5).astype(float)
-    predicted = threshold_probs(scored, meta["thresholds"]).astype(float)
-    f1 = precision_recall_f1(targets, predicted)
-    assert f1["micro_f1"] == pytest.approx(meta["metrics"]["dev_micro_f1"], abs=1e-6)
-    assert f1["micro_f1"] == pytest.approx(summary.dev_micro_f1, abs=1e-6)
+    # The exported thresholds are the expected-F1 rule on the student's own dev probabilities.
+    np.testing.assert_allclose(meta["thresholds"], tune_thresholds(scored).thresholds, atol=1e-6)
+
+
+def test_gold_seed_rows_train_on_their_gold() -> None:
+    version = "v1"
+    names = [name for name, _ in LABELS]
+    rows = [aggregate_row(f"d{i}", "editor text", [0.9, 0.1, 0.1, 0.1], version) for i in range(3)]
+    rows[0].update(gold=["works-with::audio", "not-in-taxonomy"], gold_seed=True)
+    rows[1].update(gold=["use::editing"], gold_seed=False)  # held-out gold: never a target
+    rows[2].update(probs=None, error="no teacher voted", gold=[], gold_seed=True)
+    table = pa.Table.from_pylist(rows, schema=SCHEMA)
+    student = {"backbone": "x", "exclude_eval_gold": True, "dev_fraction": 0.01}
+    out = prepare_batch(table, 4, version, student, names).to_pylist()
+    assert out[0]["targets"] == [0.0, 0.0, 1.0, 0.0]  # gold replaces the aggregate's 0.9
+    assert out[1]["targets"] is None and out[1]["split"] is None
+    assert out[2]["targets"] == [0.0, 0.0, 0.0, 0.0]  # usable through its gold alone
+    assert out[0]["weight"] == pytest.approx(1.0)
 
 
 def test_distill_without_usable_rows_fails(ray_local, tiny_bert: Path, tmp_path: Path) -> None:
