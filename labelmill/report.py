@@ -93,20 +93,32 @@ def plot_reliability(document: Mapping[str, Any]) -> str:
     return png_base64(figure)
 
 
+def _lift(value: Any) -> str:
+    """A lift over the best teacher, signed, coloured: green helped, red hurt."""
+    if value is None or not np.isfinite(_value(value)):
+        return "<td>-</td>"
+    colour = "#1a7f37" if value > 0.005 else ("#cf222e" if value < -0.005 else "#555")
+    return f"<td style='color:{colour}'>{float(value):+.3f}</td>"
+
+
 def _summary_table(document: Mapping[str, Any]) -> str:
     header = "".join(
         f"<th>{h}</th>"
-        for h in ("system", "kind", "micro-F1", "macro-F1", "ECE", "mean ROC-AUC", "scored")
-    )
+        for h in (
+            "system", "kind", "micro-F1", "macro-F1", "micro lift", "macro lift", "ECE",
+            "mean ROC-AUC", "scored",
+        )
+    )  # fmt: skip
     rows = []
     for row in quality_rows(document):
+        lift = document["systems"][row["system"]].get("lift", {})
         cells = [
             f"<td>{html.escape(row['system'])}</td>",
             f"<td class='kind'>{html.escape(row['kind'])}</td>",
-            *(
-                f"<td>{format_number(row[key])}</td>"
-                for key in ("micro_f1", "macro_f1", "ece", "mean_roc_auc")
-            ),
+            *(f"<td>{format_number(row[key])}</td>" for key in ("micro_f1", "macro_f1")),
+            _lift(lift.get("micro_f1")),
+            _lift(lift.get("macro_f1")),
+            *(f"<td>{format_number(row[key])}</td>" for key in ("ece", "mean_roc_auc")),
             f"<td>{html.escape(row['scored'])}</td>",
         ]
         rows.append("<tr>" + "".join(cells) + "</tr>")
@@ -114,22 +126,41 @@ def _summary_table(document: Mapping[str, Any]) -> str:
 
 
 def _per_label_table(document: Mapping[str, Any]) -> str:
+    """Per label and system: F1 (its lift over the best teacher) and the threshold used."""
     systems = list(document["systems"])
-    header = "<th>label</th>" + "".join(f"<th>{html.escape(s)} F1</th>" for s in systems)
+    header = "<th>label</th>" + "".join(
+        f"<th>{html.escape(s)} F1 (lift)</th><th>threshold</th>" for s in systems
+    )
     header += "<th>support</th>"
     rows = []
-    for name in document["taxonomy"]["names"]:
+    for k, name in enumerate(document["taxonomy"]["names"]):
         cells = [f"<td>{html.escape(name)}</td>"]
         for system in systems:
-            cells.append(
-                f"<td>{format_number(document['systems'][system]['per_label'][name]['f1'])}</td>"
-            )
+            entry = document["systems"][system]
+            lift = entry.get("lift", {}).get("per_label", {}).get(name)
+            shown = "" if lift is None or not np.isfinite(_value(lift)) else f" ({lift:+.3f})"
+            thresholds = entry.get("thresholds") or []
+            cut = format_number(thresholds[k]) if k < len(thresholds) else "-"
+            cells.append(f"<td>{format_number(entry['per_label'][name]['f1'])}{shown}</td>")
+            cells.append(f"<td>{cut}</td>")
         support = max(
             (document["systems"][s]["per_label"][name]["support"] for s in systems), default=0
         )
         cells.append(f"<td>{support}</td>")
         rows.append("<tr>" + "".join(cells) + "</tr>")
     return f"<table class='per-label'><tr>{header}</tr>{''.join(rows)}</table>"
+
+
+def _best_teacher_sentence(document: Mapping[str, Any]) -> str:
+    best = document.get("best_teacher")
+    if best is None:
+        return "No teacher was scored, so there is no lift to show."
+    return (
+        f"Lift is each system's F1 minus the best teacher's (<code>{html.escape(best)}</code>, "
+        "by micro-F1): positive means the loop did better than its best input. Every system is "
+        "scored at per-label thresholds chosen by the same rule on the gold seed (or, for labels "
+        "with too few seed positives, by expected F1)."
+    )
 
 
 def render_report(document: Mapping[str, Any]) -> str:
@@ -152,6 +183,7 @@ def render_report(document: Mapping[str, Any]) -> str:
 created {html.escape(str(document["created_at"]))}. A system's <em>scored</em> count excludes
 documents it abstained on or failed.</p>
 <h2>Summary</h2>
+<p>{_best_teacher_sentence(document)}</p>
 {_summary_table(document)}
 <h2>Per-label F1</h2>
 <img src="data:image/png;base64,{f1_png}" alt="per-label F1">

@@ -12,6 +12,7 @@ import pyarrow as pa
 import pytest
 
 from labelmill.evaluation import (
+    add_lift,
     build_metrics_document,
     format_quality_table,
     gold_matrix,
@@ -117,6 +118,32 @@ def test_report_has_table_two_plots_and_lineage() -> None:
     assert "&lt;majority&gt;" in page  # lineage is escaped
     table = format_quality_table(doc)
     assert len(table.splitlines()) == 3 and "3/4" in table
+
+
+def test_lift_over_the_best_teacher_by_hand() -> None:
+    y = gold_matrix(GOLD, NAMES)
+    weak = score_system("teacher", y, probs_matrix(PROBS, 2), 0.85, NAMES)  # only doc 0's a
+    strong = toy_system("teacher")  # micro-F1 0.75
+    student = score_system("student", y, probs_matrix(PROBS, 2), 0.4, NAMES)
+    doc = add_lift(
+        build_metrics_document(
+            NAMES, "v1", 4, {"weak": weak, "strong": strong, "student": student}, {}, "t"
+        )
+    )
+    assert doc["best_teacher"] == "strong"
+    assert doc["systems"]["strong"]["lift"]["micro_f1"] == 0.0
+    # student at 0.4 predicts a,b / a,b / a,b on the scored docs: tp 4, fp 2, fn 0 -> 8/10
+    assert student["micro_f1"] == pytest.approx(0.8)
+    assert doc["systems"]["student"]["lift"]["micro_f1"] == pytest.approx(0.8 - 0.75)
+    per_label = doc["systems"]["weak"]["lift"]["per_label"]
+    # weak, label a: tp 1, fn 1 -> F1 2/3; strong, label a: tp 2, fp 1 -> 4/5
+    assert per_label["a"] == pytest.approx(2 / 3 - 4 / 5)
+    page = render_report(doc)
+    assert "micro lift" in page and "+0.050" in page and "<code>strong</code>" in page
+    assert "threshold" in page and "0.850" in page  # per-label thresholds are shown
+    assert "lift: micro-F1 minus the best teacher's (strong)" in format_quality_table(doc)
+    no_teacher = add_lift(build_metrics_document(NAMES, "v1", 4, {"s": student}, {}, "t"))
+    assert no_teacher["best_teacher"] is None
 
 
 def test_error_paths() -> None:
