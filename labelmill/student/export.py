@@ -118,6 +118,8 @@ def export_student(
     lineage: dict[str, Any],
     metrics: dict[str, float],
     taxonomy_descriptions: Sequence[str] | None = None,
+    fast_path_texts: Sequence[str] | None = None,
+    fast_path_labels: Any = None,
 ) -> Path:
     """Write the student to ``out_dir`` (must not exist or be empty) and return its path.
 
@@ -126,6 +128,10 @@ def export_student(
     serving cascade shows them to its teacher). The directory is assembled in a sibling temp
     dir and renamed into place, so it is either complete or absent. Raises RuntimeError if
     any pickle-format file was written.
+
+    ``fast_path_texts`` (the dev rows; ``fast_path_labels`` (N, K) their labels, optional):
+    measure the CPU runtimes and record the fastest within the accuracy guard as
+    ``runtime`` in labelmill.json (:mod:`labelmill.student.fast_path`).
     """
     config = model.config
     num_labels = int(config.num_labels)
@@ -160,6 +166,12 @@ def export_student(
     try:
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
+        if fast_path_texts is not None:
+            from labelmill.student.fast_path import runtime_for_export
+
+            meta["runtime"] = runtime_for_export(
+                tmp, model, tokenizer, meta, fast_path_texts, fast_path_labels
+            )
         (tmp / _METADATA_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
         (tmp / "README.md").write_text(_model_card(meta, config.model_type), encoding="utf-8")
         files = [p for p in tmp.rglob("*") if p.is_file()]

@@ -52,10 +52,18 @@ class LoadedStudent:
     model_version: str
     max_length: int
     metadata: dict[str, Any] = field(default_factory=dict)
+    runtime: str = "torch-float32"  # the CPU fast path in use (labelmill.student.fast_path)
+    runner: Any = None  # its runner; None: plain torch through ``model``
 
 
-def load_student(model_dir: str | Path, max_length: int, device: str = "cpu") -> LoadedStudent:
+def load_student(
+    model_dir: str | Path, max_length: int, device: str = "cpu", runtime: str = "auto"
+) -> LoadedStudent:
     """Load model, tokenizer and metadata of an exported student directory.
+
+    ``runtime``: ``auto`` runs on CPU through the fast path recorded in labelmill.json
+    (``runtime``, see :mod:`labelmill.student.fast_path`) when there is one, on GPU always
+    through torch; ``torch-float32`` always through plain torch.
 
     Tokens per text: the ``max_length`` the student was trained with when its lineage records
     it (``lineage.student_config.max_length``, written by ``labelmill distill``), else the
@@ -88,8 +96,15 @@ def load_student(model_dir: str | Path, max_length: int, device: str = "cpu") ->
     positions = getattr(model.config, "max_position_embeddings", None)
     if isinstance(positions, int) and positions > 0:
         max_length = min(max_length, positions)
+    if runtime not in ("auto", "torch-float32"):
+        raise ValueError(f"runtime must be 'auto' or 'torch-float32', got {runtime!r}")
     model.to(device)
     model.eval()
+    name, runner = "torch-float32", None
+    if runtime == "auto" and device == "cpu" and meta.get("runtime"):
+        from labelmill.student.fast_path import load_runner
+
+        name, runner = load_runner(path, meta["runtime"], model, tokenizer, max_length)
     return LoadedStudent(
         model=model,
         tokenizer=tokenizer,
@@ -99,6 +114,8 @@ def load_student(model_dir: str | Path, max_length: int, device: str = "cpu") ->
         model_version=model_version(path),
         max_length=max_length,
         metadata=meta,
+        runtime=name,
+        runner=runner,
     )
 
 
@@ -112,6 +129,11 @@ def predict_sorted(student: LoadedStudent, texts: Sequence[str], batch_size: int
 
     texts = list(texts)
     order = np.argsort([len(t) if isinstance(t, str) else 0 for t in texts], kind="stable")
+    if student.runner is not None and texts:
+        probs = student.runner.predict([texts[i] for i in order], batch_size)
+        out = np.empty_like(probs)
+        out[order] = probs
+        return out
     probs = predict_proba(
         student.model,
         student.tokenizer,
