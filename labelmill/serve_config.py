@@ -9,7 +9,7 @@ Unknown keys are errors, as in :mod:`labelmill.config`.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
@@ -41,8 +41,46 @@ class BatchingConfig(StrictModel):
         description="Texts per forward pass inside a batch (sorted by length): on CPU small "
         "passes are faster per text than one large one; on GPU set it to max_batch_size.",
     )
-    max_ongoing_requests: int = Field(
-        default=64, ge=1, description="Concurrent calls a student replica accepts (queue depth)."
+
+
+class QueueConfig(StrictModel):
+    """Load shedding: bounded work per student replica; past it, 503 with ``Retry-After``.
+
+    A request is split into chunks of at most ``batching.max_batch_size`` texts; each chunk is
+    one call to a student replica. A replica holds at most ``max_ongoing_per_replica`` chunks
+    (scored, or gathered into its next batch); each ingress replica lets at most
+    ``max_queued_per_ingress`` more wait for a free slot. Past that the request is answered 503
+    at once, so an accepted request waits behind at most
+    ``(replicas x max_ongoing_per_replica + ingress replicas x max_queued_per_ingress)`` chunks.
+    """
+
+    max_ongoing_per_replica: int = Field(
+        default=4,
+        ge=1,
+        description="Chunks one student replica holds at once (Serve max_ongoing_requests); "
+        "x texts per chunk it must be >= batching.max_batch_size to fill a batch. Autoscaling's "
+        "target_ongoing_requests must lie below it, so replicas are added before shedding.",
+    )
+    max_queued_per_ingress: int = Field(
+        default=4,
+        ge=1,
+        description="Chunks each ingress replica lets wait for a free student slot (Serve "
+        "max_queued_requests); past it requests get 503 with Retry-After.",
+    )
+    retry_after_s: int = Field(
+        default=1, ge=1, le=3600, description="Retry-After seconds of a shed (503) request."
+    )
+    ingress_max_ongoing_requests: int = Field(
+        default=1024,
+        ge=16,
+        description="Concurrent HTTP requests per ingress replica: high, so that health probes "
+        "and shed answers never queue behind inference at Serve's proxy.",
+    )
+    readiness_timeout_s: float = Field(
+        default=2.0,
+        gt=0.0,
+        le=30.0,
+        description="GET /readyz: how long a student replica may take to answer its ping.",
     )
 
 
@@ -80,6 +118,13 @@ class LimitsConfig(StrictModel):
     )
     max_request_bytes: int = Field(
         default=1 << 20, ge=1024, description="Largest request body in bytes (413 above)."
+    )
+    max_json_depth: int = Field(
+        default=8,
+        ge=2,
+        le=64,
+        description="Deepest array/object nesting of a body, checked before parsing (400 "
+        "too_deep above); a classify request needs 2.",
     )
 
 
@@ -142,10 +187,16 @@ class ServeConfig(StrictModel):
         description="Exported student directory (from `labelmill distill`); local path."
     )
     batching: BatchingConfig = Field(default_factory=BatchingConfig, description="Batching.")
+    queue: QueueConfig = Field(default_factory=QueueConfig, description="Load shedding.")
     replicas: ReplicaConfig = Field(default_factory=ReplicaConfig, description="Replicas.")
     limits: LimitsConfig = Field(default_factory=LimitsConfig, description="Input limits.")
     auth: AuthConfig = Field(default_factory=AuthConfig, description="Authentication.")
     cascade: CascadeConfig = Field(default_factory=CascadeConfig, description="Teacher cascade.")
+    runtime: Literal["auto", "torch-float32"] = Field(
+        default="auto",
+        description="`auto`: on CPU the fast path recorded in the artifact's labelmill.json "
+        "(runtime: e.g. ONNX Runtime int8), else torch; `torch-float32`: always plain torch.",
+    )
     max_length: int = Field(
         default=256,
         ge=8,

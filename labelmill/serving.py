@@ -15,6 +15,12 @@ Response::
 ``labels`` are the names whose score reaches its threshold (the artifact's per-label tuned
 thresholds, or the request's ``threshold`` for every label), highest score first, at most
 ``top_k``. Bad input raises :class:`RequestError`, which carries the HTTP status.
+
+What cannot hurt the server: the body's nesting depth is measured on the raw bytes before it
+is parsed (a deeply nested array would exhaust the parser's recursion), numbers Python cannot
+hold (over 4,300 digits) are a 400, and every text must be valid Unicode: a lone surrogate
+(``"\\ud800"``, only expressible as a JSON escape) is a 422 ``invalid_text`` naming the text,
+never passed to a tokenizer. Every other code point is passed through unchanged.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from __future__ import annotations
 import hmac
 import json
 import math
+import re
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -31,6 +38,9 @@ from typing import Any
 import numpy as np
 
 _REQUEST_KEYS = {"text", "texts", "threshold", "top_k"}
+_ESCAPED = re.compile(rb"\\.", re.DOTALL)
+_STRING = re.compile(rb'"[^"]*"')
+_NOT_BRACKET = bytes(sorted(set(range(256)) - set(b"[]{}")))
 
 
 class RequestError(ValueError):
@@ -56,15 +66,53 @@ class ClassifyRequest:
     top_k: int | None
 
 
-def parse_classify_request(raw: bytes, max_texts: int) -> ClassifyRequest:
+def json_depth(raw: bytes) -> int:
+    """Deepest nesting of arrays/objects in a JSON text, counted without parsing it.
+
+    Escapes are dropped, then string contents, then everything but brackets; the depth is the
+    running maximum of +1 per opening and -1 per closing bracket (linear, no recursion). On
+    malformed JSON it may over-count, never under-count.
+    """
+    bare = _STRING.sub(b"", _ESCAPED.sub(b"", raw)).translate(None, _NOT_BRACKET)
+    if not bare:
+        return 0
+    codes = np.frombuffer(bare, dtype=np.uint8)
+    steps = np.where((codes == ord("[")) | (codes == ord("{")), 1, -1)
+    return int(np.cumsum(steps).max())
+
+
+def check_text(name: str, text: str) -> None:
+    """Raise a 422 ``invalid_text`` naming ``name`` when ``text`` is not valid Unicode."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as error:
+        point = ord(text[error.start])
+        raise RequestError(
+            422,
+            "invalid_text",
+            f"{name} holds a lone surrogate U+{point:04X} at character {error.start}: texts "
+            "must be valid Unicode",
+        ) from None
+
+
+def parse_classify_request(raw: bytes, max_texts: int, max_depth: int = 8) -> ClassifyRequest:
     """Validate a raw request body. Raises RequestError (400 / 422) naming what was wrong."""
     if not raw or not raw.strip():
         raise RequestError(400, "empty_body", "request body is empty; send a JSON object")
+    depth = json_depth(raw)
+    if depth > max_depth:
+        raise RequestError(
+            400, "too_deep", f"request body nests {depth} levels deep; at most {max_depth}"
+        )
     try:
         body = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise RequestError(
             400, "invalid_json", f"request body is not valid JSON: {error}"
+        ) from None
+    except (ValueError, RecursionError) as error:  # e.g. an integer over 4,300 digits
+        raise RequestError(
+            400, "invalid_json", f"request body cannot be read: {type(error).__name__}: {error}"
         ) from None
     if not isinstance(body, dict):
         raise RequestError(
@@ -100,6 +148,7 @@ def parse_classify_request(raw: bytes, max_texts: int) -> ClassifyRequest:
             raise RequestError(
                 422, "invalid_request", f"{name} must be a string, got {type(text).__name__}"
             )
+        check_text(name, text)
         if not text.strip():
             raise RequestError(422, "empty_text", f"{name} is empty")
     return ClassifyRequest(

@@ -3,11 +3,17 @@
     serve run configs/serve.yaml            # or: labelmill serve ARTIFACT_DIR
     POST /v1/classify  {"texts": [...]} | {"text": "..."}  [+ "threshold", "top_k"]
     GET  /v1/model     taxonomy, versions, thresholds, evaluation metrics
-    GET  /healthz
+    GET  /healthz      liveness: the ingress answers by itself, never waits behind inference
+    GET  /readyz       readiness: a student replica answered a ping (503 when none can)
 
 ``build_app(args: ServeConfig)`` is the application builder (typed args). Deployments:
 ``Ingress`` (here: validation, auth, response shaping with labelmill.serving, Prometheus
 metrics), ``Student`` and, when ``cascade.enabled``, ``CascadeTeacher`` (serve/deployments.py).
+
+Load is shed, not queued without bound: the student deployment's calls are bounded per replica
+(``queue.max_ongoing_per_replica``) and per caller (``queue.max_queued_per_ingress``); past them
+Serve raises ``BackPressureError`` here at once and the client gets 503 with ``Retry-After``.
+No error answer is a 500: bad input is a 4xx, a shed or failed backend a 503.
 
 A new artifact is rolled out by redeploying with another ``model_dir`` (``serve deploy`` or
 ``serve.run`` again): the student deployment starts its new replicas before stopping the old
@@ -17,6 +23,7 @@ ones (max surge 100%) and old replicas finish their in-flight requests.
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import os
 import time
@@ -26,6 +33,7 @@ import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from ray import serve
+from ray.serve.exceptions import BackPressureError
 from ray.serve.handle import DeploymentHandle
 from ray.serve.metrics import Counter, Histogram
 
@@ -33,6 +41,7 @@ from labelmill.serve_config import (
     AuthConfig,
     CascadeConfig,
     LimitsConfig,
+    QueueConfig,
     ServeConfig,
 )
 from labelmill.serving import (
@@ -46,9 +55,18 @@ from labelmill.serving import (
 )
 from serve.deployments import CascadeTeacher, Student
 
+logger = logging.getLogger("ray.serve")
+
 api = FastAPI(title="labelmill", description="Multi-label text classification (student model).")
 
 _LATENCY_BOUNDARIES_MS = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000]
+
+
+def _shed(error: BaseException) -> bool:
+    """Whether ``error`` is Serve's backpressure (raised here, or wrapped by a remote call)."""
+    return isinstance(error, BackPressureError) or isinstance(
+        getattr(error, "cause", None), BackPressureError
+    )
 
 
 @serve.deployment(ray_actor_options={"num_cpus": 0})
@@ -64,8 +82,10 @@ class Ingress:
         auth: AuthConfig,
         max_batch_size: int,
         cascade: CascadeConfig,
+        queue: QueueConfig | None = None,
     ):
         self.student = student
+        self.queue = queue or QueueConfig()
         self.cascade_handle = cascade_handle
         self.limits = limits
         self.max_batch_size = max_batch_size
@@ -109,6 +129,8 @@ class Ingress:
     def _error(self, route: str, started: float, error: RequestError) -> JSONResponse:
         self.errors.inc(tags={"route": route, "code": error.code})
         headers = {"WWW-Authenticate": "Bearer"} if error.status == 401 else None
+        if error.status == 503:
+            headers = {"Retry-After": str(self.queue.retry_after_s)}
         return self._finish(
             route, started, JSONResponse(error.body(), status_code=error.status, headers=headers)
         )
@@ -138,14 +160,49 @@ class Ingress:
         try:
             self._check_auth(request)
             raw = await self._read_body(request)
-            parsed = parse_classify_request(raw, self.limits.max_texts_per_request)
+            parsed = parse_classify_request(
+                raw, self.limits.max_texts_per_request, self.limits.max_json_depth
+            )
+            body = await self._classify(parsed)
         except RequestError as error:
             return self._error("classify", started, error)
+        except Exception as error:  # a bug or a dead backend: a retryable 503, never a 500
+            logger.exception("classify failed")
+            unavailable = RequestError(503, "unavailable", f"{type(error).__name__}: {error}")
+            return self._error("classify", started, unavailable)
+        return self._finish("classify", started, JSONResponse(body))
+
+    async def _score(self, texts: list[str]) -> list[dict[str, Any]]:
+        """Score ``texts`` in chunks of max_batch_size; shed or failed chunks raise RequestError."""
+        size = self.max_batch_size
+        chunks = [texts[i : i + size] for i in range(0, len(texts), size)]
+        scored = await asyncio.gather(
+            *(self.student.score.remote(c) for c in chunks), return_exceptions=True
+        )
+        for error in scored:
+            if isinstance(error, BaseException):
+                if _shed(error):
+                    raise RequestError(
+                        503,
+                        "overloaded",
+                        "every student replica is busy and the queue is full; retry after "
+                        f"{self.queue.retry_after_s} s",
+                    )
+                raise error
+        for offset, part in zip(range(0, len(texts), size), scored, strict=True):
+            if "error" in part:
+                index = part["error"]["index"]
+                where = "a text" if index is None else f"texts[{offset + index}]"
+                raise RequestError(
+                    422,
+                    "unscorable_text",
+                    f"{where} could not be scored: {part['error']['message']}",
+                )
+        return scored
+
+    async def _classify(self, parsed: Any) -> dict[str, Any]:
         texts = parsed.texts
-        chunks = [
-            texts[i : i + self.max_batch_size] for i in range(0, len(texts), self.max_batch_size)
-        ]
-        scored = await asyncio.gather(*(self.student.score.remote(c) for c in chunks))
+        scored = await self._score(texts)
         probs = np.asarray([p for part in scored for p in part["probs"]], dtype=np.float64)
         truncated = [flag for part in scored for flag in part["truncated"]]
         versions = [part["model_version"] for part in scored]
@@ -162,12 +219,11 @@ class Ingress:
         if self.cascade.enabled and self.cascade_handle is not None:
             await self._apply_cascade(texts, probs, results, names, parsed.top_k)
         self.texts.inc(len(texts))
-        body = {
+        return {
             "model_version": versions[0],
             "taxonomy_version": scored[0]["taxonomy_version"],
             "results": results,
         }
-        return self._finish("classify", started, JSONResponse(body))
 
     async def _apply_cascade(
         self,
@@ -183,10 +239,13 @@ class Ingress:
             if i not in pending:
                 results[i]["cascade"] = {"escalated": False, "reason": "certain"}
         answers = await asyncio.gather(
-            *(self.cascade_handle.decide.remote(texts[i]) for i in pending)
+            *(self.cascade_handle.decide.remote(texts[i]) for i in pending),
+            return_exceptions=True,
         )
         teacher = self.cascade.teacher.name if self.cascade.teacher else None
         for i, answer in zip(pending, answers, strict=True):
+            if isinstance(answer, BaseException):  # the cascade replica failed: student answer
+                answer = {"status": "error", "error": f"{type(answer).__name__}: {answer}"}
             uncertain = [names[k] for k in np.flatnonzero(mask[i])]
             self.escalations.inc(tags={"outcome": answer["status"]})
             if answer["status"] != "ok":
@@ -227,14 +286,30 @@ class Ingress:
 
     @api.get("/healthz")
     async def healthz(self) -> JSONResponse:
+        """Liveness: this ingress replica's event loop answers; nothing waits on a model."""
         started = time.perf_counter()
+        return self._finish("healthz", started, JSONResponse({"status": "alive"}))
+
+    @api.get("/readyz")
+    async def readyz(self) -> JSONResponse:
+        """Readiness: a student replica took a ping within ``queue.readiness_timeout_s``.
+
+        503 ``saturated`` (with Retry-After) when every replica slot and the queue are full,
+        503 ``unavailable`` when no replica answers (starting, or dead).
+        """
+        started = time.perf_counter()
+        headers = {"Retry-After": str(self.queue.retry_after_s)}
         try:
-            info = await asyncio.wait_for(self.student.info.remote(), timeout=5.0)
-        except (TimeoutError, RuntimeError) as error:
-            body = {"status": "unavailable", "error": f"{type(error).__name__}: {error}"}
-            return self._finish("healthz", started, JSONResponse(body, status_code=503))
-        body = {"status": "ok", "model_version": info["model_version"]}
-        return self._finish("healthz", started, JSONResponse(body))
+            info = await asyncio.wait_for(
+                self.student.ready.remote(), timeout=self.queue.readiness_timeout_s
+            )
+        except Exception as error:
+            status = "saturated" if _shed(error) else "unavailable"
+            body = {"status": status, "error": f"{type(error).__name__}: {error}"}
+            response = JSONResponse(body, status_code=503, headers=headers)
+            return self._finish("readyz", started, response)
+        body = {"status": "ready", **info}
+        return self._finish("readyz", started, JSONResponse(body))
 
 
 def build_app(args: ServeConfig) -> Any:
@@ -244,7 +319,8 @@ def build_app(args: ServeConfig) -> Any:
     replicas = args.replicas
     options: dict[str, Any] = {
         "ray_actor_options": {"num_cpus": replicas.num_cpus, "num_gpus": replicas.num_gpus},
-        "max_ongoing_requests": args.batching.max_ongoing_requests,
+        "max_ongoing_requests": args.queue.max_ongoing_per_replica,
+        "max_queued_requests": args.queue.max_queued_per_ingress,
     }
     if replicas.autoscaling is not None:
         options["autoscaling_config"] = replicas.autoscaling
@@ -252,16 +328,27 @@ def build_app(args: ServeConfig) -> Any:
         options["num_replicas"] = replicas.num_replicas
     threads = replicas.torch_threads or max(1, math.ceil(replicas.num_cpus))
     student = Student.options(**options).bind(
-        args.model_dir, args.max_length, args.batching, threads
+        args.model_dir, args.max_length, args.batching, threads, args.runtime
     )
+    # The cascade replica is async and bounds its own teacher calls (cascade.max_concurrency):
+    # a low Serve cap would queue cheap budget refusals behind slow teacher answers.
     cascade_handle = (
-        CascadeTeacher.bind(args.model_dir, args.cascade) if args.cascade.enabled else None
+        CascadeTeacher.options(max_ongoing_requests=args.queue.ingress_max_ongoing_requests).bind(
+            args.model_dir, args.cascade
+        )
+        if args.cascade.enabled
+        else None
     )
-    return Ingress.options(num_replicas=replicas.ingress_replicas).bind(
+    ingress = Ingress.options(
+        num_replicas=replicas.ingress_replicas,
+        max_ongoing_requests=args.queue.ingress_max_ongoing_requests,
+    )
+    return ingress.bind(
         student,
         cascade_handle,
         args.limits,
         args.auth,
         args.batching.max_batch_size,
         args.cascade,
+        args.queue,
     )

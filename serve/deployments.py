@@ -1,8 +1,10 @@
 """The model-side deployments of the endpoint: batched student replicas and the cascade teacher.
 
-- ``Student``: loads the exported artifact once per replica (safetensors, never remote code)
-  and scores texts with ``@serve.batch``; a batch counts texts (``batch_size_fn``), gathered
-  across requests, and runs in length-sorted forward passes of ``forward_batch_size``.
+- ``Student``: loads the exported artifact once per replica (safetensors, never remote code;
+  on CPU through the fast path its labelmill.json records) and scores texts with
+  ``@serve.batch``; a batch counts texts (``batch_size_fn``), gathered across requests, and
+  runs in length-sorted forward passes of ``forward_batch_size``. When a batch fails, each
+  request in it is scored alone: an error fails only the request whose text caused it.
 - ``CascadeTeacher``: one replica holding the shared tokens-per-minute bucket; asks an
   OpenAI-compatible teacher in `set` mode for the labels the student is unsure of.
 
@@ -35,7 +37,12 @@ class Student:
     """One replica of the exported student; ``score`` batches texts across requests."""
 
     def __init__(
-        self, model_dir: str, max_length: int, batching: BatchingConfig, threads: int | None
+        self,
+        model_dir: str,
+        max_length: int,
+        batching: BatchingConfig,
+        threads: int | None,
+        runtime: str = "auto",
     ):
         import torch
 
@@ -44,12 +51,15 @@ class Student:
         if threads is not None:
             torch.set_num_threads(threads)
         device = "cuda" if torch.cuda.is_available() and _gpus_assigned() else "cpu"
-        self.student = load_student(model_dir, max_length=max_length, device=device)
+        self.student = load_student(
+            model_dir, max_length=max_length, device=device, runtime=runtime
+        )
         self.device = device
         self.forward_batch_size = batching.forward_batch_size
         self.score_batch.set_max_batch_size(batching.max_batch_size)
         self.score_batch.set_batch_wait_timeout_s(batching.batch_wait_timeout_s)
         self.batch_sizes: deque[int] = deque(maxlen=10_000)
+        self.batches: deque[dict[str, int]] = deque(maxlen=10_000)
         self.batch_histogram = Histogram(
             "labelmill_batch_size",
             description="Texts per student batch (gathered across requests).",
@@ -63,27 +73,52 @@ class Student:
         flags = truncation_flags(self.student.tokenizer, texts, self.student.max_length)
         return probs, flags
 
+    def _answer(self, probs: np.ndarray, flags: list[bool]) -> dict[str, Any]:
+        return {
+            "probs": probs.tolist(),
+            "truncated": flags,
+            "model_version": self.student.model_version,
+            "taxonomy_version": self.student.taxonomy_version,
+            "names": self.student.names,
+            "thresholds": self.student.thresholds.tolist(),
+        }
+
+    def _alone(self, texts: list[str]) -> dict[str, Any]:
+        """One request's texts scored on their own; an error names the first failing text."""
+        try:
+            return self._answer(*self._forward(texts))
+        except Exception as error:
+            for index, text in enumerate(texts):  # name the failing text in the answer
+                try:
+                    self._forward([text])
+                except Exception as single:
+                    message = f"{type(single).__name__}: {single}"
+                    return {"error": {"index": index, "message": message}}
+            return {"error": {"index": None, "message": f"{type(error).__name__}: {error}"}}
+
     @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.01, batch_size_fn=_texts_in)
     async def score_batch(self, items: list[list[str]]) -> list[dict[str, Any]]:
-        """items: B chunks of texts (sum of lengths <= max_batch_size) -> B score dicts."""
+        """items: B chunks of texts (sum of lengths <= max_batch_size) -> B score dicts.
+
+        One forward over every chunk's texts; if it raises, each chunk is scored alone, so a
+        text that breaks the model fails its own request and never a batch neighbour's (the
+        answer is then ``{"error": {"index", "message"}}``).
+        """
         texts = [text for item in items for text in item]
         self.batch_sizes.append(len(texts))
         self.batch_histogram.observe(len(texts))
-        probs, flags = await asyncio.to_thread(self._forward, texts)
-        out, start = [], 0
-        for item in items:
-            end = start + len(item)
-            out.append(
-                {
-                    "probs": probs[start:end].tolist(),
-                    "truncated": flags[start:end],
-                    "model_version": self.student.model_version,
-                    "taxonomy_version": self.student.taxonomy_version,
-                    "names": self.student.names,
-                    "thresholds": self.student.thresholds.tolist(),
-                }
-            )
-            start = end
+        try:
+            probs, flags = await asyncio.to_thread(self._forward, texts)
+        except Exception:
+            out = [await asyncio.to_thread(self._alone, list(item)) for item in items]
+        else:
+            out, start = [], 0
+            for item in items:
+                end = start + len(item)
+                out.append(self._answer(probs[start:end], flags[start:end]))
+                start = end
+        failed = sum(1 for answer in out if "error" in answer)
+        self.batches.append({"texts": len(texts), "requests": len(items), "failed": failed})
         return out
 
     async def score(self, texts: list[str]) -> dict[str, Any]:
@@ -105,11 +140,20 @@ class Student:
             "metrics": meta.get("metrics", {}),
             "lineage": meta.get("lineage", {}),
             "device": self.device,
+            "runtime": self.student.runtime,
         }
+
+    def ready(self) -> dict[str, str]:
+        """The readiness ping: answered at once by a replica that has a free slot."""
+        return {"model_version": self.student.model_version, "runtime": self.student.runtime}
 
     def batch_stats(self) -> list[int]:
         """Texts per batch (gathered across requests), most recent last; for tests."""
         return list(self.batch_sizes)
+
+    def batch_log(self) -> list[dict[str, int]]:
+        """Per batch: texts, requests (chunks) and failed requests, most recent last."""
+        return list(self.batches)
 
 
 def _gpus_assigned() -> bool:

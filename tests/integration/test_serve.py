@@ -1,7 +1,8 @@
 """The HTTP endpoint on a local Ray Serve over loopback, with tiny students built here.
 
 One Serve instance for the module, several applications on it (route prefixes): plain, with
-auth, with a cascade to a stand-in teacher, with a cascade whose budget is too small.
+auth, with a cascade to a stand-in teacher, with a cascade whose budget is too small, and a
+tight one (one slot, one queued call) that must shed load.
 """
 
 from __future__ import annotations
@@ -27,6 +28,9 @@ NAMES = [name for name, _ in LABELS]
 THRESHOLDS = [0.3, 0.5, 0.5, 0.7]
 LINEAGE = {"student_config": {"max_length": 16}}
 SMALL = {"num_cpus": 0.0, "torch_threads": 1}
+BASE_LIMITS = {"max_texts_per_request": 8, "max_request_bytes": 4096}
+# Room for every concurrent test client: these apps must not shed (the tight one does).
+ROOMY = {"max_ongoing_per_replica": 40, "max_queued_per_ingress": 40}
 
 
 def free_port() -> int:
@@ -68,7 +72,8 @@ def endpoint(ray_local: Any, students: dict[str, Path], standin: StandinServer) 
         "model_dir": str(students["v1"]),
         "replicas": SMALL,
         "batching": {"max_batch_size": 16, "batch_wait_timeout_s": 0.25},
-        "limits": {"max_texts_per_request": 8, "max_request_bytes": 4096},
+        "limits": BASE_LIMITS,
+        "queue": ROOMY,
     }
     teacher = {
         "name": "standin",
@@ -82,6 +87,9 @@ def endpoint(ray_local: Any, students: dict[str, Path], standin: StandinServer) 
     everything_uncertain = {"enabled": True, "teacher": teacher, "band": [0.0, 1.0]}
     deploy("cascade", {**base, "cascade": {**everything_uncertain, "tokens_per_minute": 10**6}})
     deploy("poor", {**base, "cascade": {**everything_uncertain, "tokens_per_minute": 10}})
+    tight = {"max_ongoing_per_replica": 1, "max_queued_per_ingress": 1, "retry_after_s": 2}
+    slow_batches = {"max_batch_size": 4, "batch_wait_timeout_s": 0.5}
+    deploy("tight", {**base, "batching": slow_batches, "queue": tight})
     yield f"http://127.0.0.1:{port}"
     serve.shutdown()
 
@@ -142,6 +150,24 @@ def test_classify_happy_path(endpoint: str, students: dict[str, Path]) -> None:
         (json.dumps({"text": "x" * 5000}).encode(), 413, "body_too_large"),
         (b'{"text": "x", "top_k": -1}', 422, "invalid_request"),
         (b'{"text": "x", "threshold": 2}', 422, "invalid_request"),
+        # the two that were a 500: deep nesting (parser recursion), a lone surrogate (tokenizer)
+        (b"[" * 2000 + b"]" * 2000, 400, "too_deep"),  # 4,000 bytes: under the size limit
+        (b'{"text": "\\ud800"}', 422, "invalid_text"),
+        (b'{"texts": ["fine", "bad \\udc00 half"]}', 422, "invalid_text"),
+        (b'{"texts": [["nested"]]}', 422, "invalid_request"),
+        (b'{"texts": [' + b"[" * 20 + b"]" * 20 + b"]}", 400, "too_deep"),
+        (b'{"text": "x", "threshold": 1e999}', 422, "invalid_request"),
+        (b'{"text": "x", "threshold": NaN}', 422, "invalid_request"),
+        (b'{"text": "x", "threshold": "0.5"}', 422, "invalid_request"),
+        (b'{"text": "x", "top_k": true}', 422, "invalid_request"),
+        (b'{"text": null}', 422, "invalid_request"),
+        (b'{"texts": null}', 422, "invalid_request"),
+        (b'{"text": "x", "texts": ["y"]}', 422, "invalid_request"),
+        (b'{"text": "x", "model": "other"}', 422, "invalid_request"),
+        (b"\xff\xfe\x00garbage", 400, "invalid_json"),
+        (b'"just a string"', 422, "invalid_request"),
+        (b"null", 422, "invalid_request"),
+        (b'{"text": "x"} trailing', 400, "invalid_json"),
     ],
 )
 def test_bad_input_is_a_4xx_json_error(
@@ -152,6 +178,18 @@ def test_bad_input_is_a_4xx_json_error(
     assert response.json()["error"]["code"] == code
 
 
+def test_chunked_body_over_the_limit_is_a_413(endpoint: str) -> None:
+    def chunks() -> Iterator[bytes]:  # no Content-Length: the limit is enforced while reading
+        yield b'{"text": "'
+        for _ in range(10):
+            yield b"x" * 1000
+        yield b'"}'
+
+    response = httpx.post(f"{endpoint}/plain/v1/classify", content=chunks())
+    assert response.status_code == 413
+    assert response.json()["error"]["code"] == "body_too_large"
+
+
 def test_model_and_health(endpoint: str) -> None:
     info = httpx.get(f"{endpoint}/plain/v1/model").json()
     assert info["taxonomy"]["names"] == NAMES
@@ -160,9 +198,17 @@ def test_model_and_health(endpoint: str) -> None:
     assert info["metrics"] == {"micro_f1": 0.5}
     assert info["max_length"] == 16
     assert info["cascade"]["enabled"] is False
+    assert info["runtime"] == "torch-float32"  # no fast path recorded in this artifact
     health = httpx.get(f"{endpoint}/plain/healthz")
     assert health.status_code == 200
-    assert health.json() == {"status": "ok", "model_version": info["model_version"]}
+    assert health.json() == {"status": "alive"}
+    ready = httpx.get(f"{endpoint}/plain/readyz")
+    assert ready.status_code == 200
+    assert ready.json() == {
+        "status": "ready",
+        "model_version": info["model_version"],
+        "runtime": "torch-float32",
+    }
 
 
 def test_auth(endpoint: str) -> None:
@@ -177,6 +223,7 @@ def test_auth(endpoint: str) -> None:
     assert good.status_code == 200
     assert httpx.get(f"{endpoint}/secure/v1/model").status_code == 401
     assert httpx.get(f"{endpoint}/secure/healthz").status_code == 200  # probes stay open
+    assert httpx.get(f"{endpoint}/secure/readyz").status_code == 200
     assert httpx.post(f"{endpoint}/plain/v1/classify", json={"text": "x"}).status_code == 200
 
 
@@ -201,6 +248,126 @@ def test_concurrent_requests_are_batched(endpoint: str) -> None:
     assert sum(sizes) == 16  # every text scored exactly once
     assert max(sizes) > 2, f"requests were not batched together: batch sizes {sizes}"
     assert max(sizes) <= 16
+
+
+def test_one_poison_request_fails_alone(endpoint: str, students: dict[str, Path]) -> None:
+    """16 good requests, one poison over HTTP, and one poison past the ingress's checks.
+
+    The second poison goes straight to the Student deployment (as a text the ingress failed to
+    catch would) inside the same 0.25 s batching window as the good ones: it must share a batch
+    with them (asserted from the replica's batch log) and fail alone.
+    """
+    from ray import serve
+
+    handle = serve.get_deployment_handle("Student", app_name="plain")
+    before = len(handle.batch_log.remote().result())
+    texts = [f"{TEXTS[i % 3]} number {i}" for i in range(16)]
+    barrier = threading.Barrier(18)
+
+    def good(i: int) -> httpx.Response:
+        barrier.wait()
+        return httpx.post(f"{endpoint}/plain/v1/classify", json={"text": texts[i]}, timeout=60)
+
+    def poison_http() -> httpx.Response:
+        barrier.wait()
+        return httpx.post(
+            f"{endpoint}/plain/v1/classify", content=b'{"text": "bad \\ud800"}', timeout=60
+        )
+
+    def poison_inside() -> dict[str, Any]:
+        barrier.wait()
+        time.sleep(0.05)  # inside the batching window the good requests opened
+        return handle.score.remote(["bad \ud800 text"]).result()
+
+    with ThreadPoolExecutor(18) as pool:
+        goods = [pool.submit(good, i) for i in range(16)]
+        http_poison = pool.submit(poison_http)
+        inside = pool.submit(poison_inside)
+        responses = [future.result() for future in goods]
+    assert [r.status_code for r in responses] == [200] * 16
+    expected = reference_probs(students["v1"], texts)
+    for response, probs in zip(responses, expected, strict=True):
+        scores = response.json()["results"][0]["scores"]
+        assert np.allclose([scores[n] for n in NAMES], probs, atol=1e-4)
+    assert http_poison.result().status_code == 422
+    assert http_poison.result().json()["error"]["code"] == "invalid_text"
+    answer = inside.result()
+    assert answer["error"]["index"] == 0
+    assert "TypeError" in answer["error"]["message"] or "Error" in answer["error"]["message"]
+    log = handle.batch_log.remote().result()[before:]
+    shared = [b for b in log if b["failed"] == 1]
+    assert len(shared) == 1, f"the poison was not scored exactly once: {log}"
+    assert shared[0]["requests"] > 1, f"the poison was not co-batched with good requests: {log}"
+    assert sum(b["failed"] for b in log) == 1
+
+
+def test_liveness_answers_within_a_second_under_load(endpoint: str) -> None:
+    url = f"{endpoint}/plain/v1/classify"
+    stop = threading.Event()
+    statuses: list[int] = []
+
+    def client(i: int) -> None:
+        with httpx.Client(timeout=60) as http:
+            while not stop.is_set():
+                response = http.post(url, json={"texts": [f"{TEXTS[i % 3]} {i}"] * 4})
+                statuses.append(response.status_code)
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(32)]
+    for thread in threads:
+        thread.start()
+    probes: list[tuple[int, float]] = []
+    readiness: list[tuple[int, float]] = []
+    try:
+        time.sleep(1.0)  # load is on
+        with httpx.Client(timeout=10) as http:
+            for _ in range(10):
+                started = time.perf_counter()
+                status = http.get(f"{endpoint}/plain/healthz").status_code
+                probes.append((status, time.perf_counter() - started))
+                started = time.perf_counter()
+                status = http.get(f"{endpoint}/plain/readyz").status_code
+                readiness.append((status, time.perf_counter() - started))
+                time.sleep(0.2)
+        in_flight = len(statuses)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=60)
+    assert in_flight > 32, f"the endpoint was not under load: {in_flight} answers"
+    assert set(statuses) == {200}
+    assert all(status == 200 for status, _ in probes), probes
+    slowest = max(seconds for _, seconds in probes)
+    assert slowest < 1.0, f"/healthz took {slowest:.2f} s under load: {probes}"
+    # readiness: a replica took the ping, or it was shed (never a hang, never a 500)
+    assert all(status in (200, 503) for status, _ in readiness), readiness
+    assert max(seconds for _, seconds in readiness) < 5.0, readiness
+
+
+def test_past_the_queue_bound_a_client_gets_503_with_retry_after(endpoint: str) -> None:
+    url = f"{endpoint}/tight/v1/classify"
+    assert httpx.post(url, json={"text": "warm up"}, timeout=60).status_code == 200
+    barrier = threading.Barrier(12)
+
+    def call(i: int) -> tuple[httpx.Response, float]:
+        barrier.wait()
+        started = time.perf_counter()
+        response = httpx.post(url, json={"texts": [f"{TEXTS[i % 3]} {i}"]}, timeout=30)
+        return response, time.perf_counter() - started
+
+    with ThreadPoolExecutor(12) as pool:
+        outcomes = list(pool.map(call, range(12)))
+    shed = [(r, s) for r, s in outcomes if r.status_code == 503]
+    served = [(r, s) for r, s in outcomes if r.status_code == 200]
+    assert len(shed) + len(served) == 12, [r.status_code for r, _ in outcomes]
+    # one slot + one queued call (+ a race or two): most of the 12 must have been shed
+    assert shed and len(served) >= 1, [r.status_code for r, _ in outcomes]
+    for response, seconds in shed:
+        assert response.headers["retry-after"] == "2"
+        assert response.json()["error"]["code"] == "overloaded"
+        assert seconds < 2.0, f"a shed request waited {seconds:.2f} s"
+    # accepted requests wait for at most the few batches ahead of them (0.5 s windows)
+    assert max(seconds for _, seconds in served) < 10.0
+    assert httpx.get(f"{endpoint}/tight/healthz", timeout=5).status_code == 200
 
 
 def test_cascade_escalates_to_the_teacher(endpoint: str, standin: StandinServer) -> None:
@@ -291,7 +458,8 @@ def test_redeploy_under_load_drops_no_request(endpoint: str, students: dict[str,
             "model_dir": str(students["v2"]),
             "replicas": SMALL,
             "batching": {"max_batch_size": 16, "batch_wait_timeout_s": 0.25},
-            "limits": {"max_texts_per_request": 8, "max_request_bytes": 4096},
+            "limits": BASE_LIMITS,
+            "queue": ROOMY,
         },
     )
     deadline = time.monotonic() + 30

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,6 +18,7 @@ from labelmill.serving import (
     bearer_ok,
     build_result,
     effective_thresholds,
+    json_depth,
     merge_teacher_labels,
     parse_classify_request,
     select_labels,
@@ -69,6 +71,43 @@ def test_parse_rejects_bad_input(body: object, status: int, code: str, match: st
         parse(body)
     assert (caught.value.status, caught.value.code) == (status, code)
     assert caught.value.body() == {"error": {"code": code, "message": str(caught.value)}}
+
+
+@pytest.mark.parametrize(
+    ("raw", "status", "code", "match"),
+    [
+        (b"[" * 100_000, 400, "too_deep", "nests 100000 levels deep; at most 8"),
+        (b'{"texts": [[[[[[[["x"]]]]]]]]}', 400, "too_deep", "nests 9 levels"),
+        (b'{"text": "\\ud800"}', 422, "invalid_text", "text holds a lone surrogate U\\+D800"),
+        (
+            b'{"texts": ["ok", "a\\udfffb"]}',
+            422,
+            "invalid_text",
+            r"texts\[1\] .* U\+DFFF at character 1",
+        ),
+        (b'{"text": "a", "top_k": ' + b"1" * 5000 + b"}", 400, "invalid_json", "4300 digits"),
+        (b'{"text": "a", "threshold": 1e999}', 422, "invalid_request", "number, got inf"),
+        (b'{"text": {"nested": "x"}}', 422, "invalid_request", "must be a string, got dict"),
+    ],
+)
+def test_parse_rejects_what_used_to_crash(raw: bytes, status: int, code: str, match: str) -> None:
+    with pytest.raises(RequestError, match=match) as caught:
+        parse_classify_request(raw, 3)
+    assert (caught.value.status, caught.value.code) == (status, code)
+
+
+def test_parse_keeps_valid_unicode_as_is() -> None:
+    # a surrogate pair is one valid code point; NUL and other controls pass to the tokenizer
+    parsed = parse_classify_request(b'{"texts": ["\\ud83c\\udfb5 music", "a\\u0000b"]}', 3)
+    assert parsed.texts == ["\U0001f3b5 music", "a\x00b"]
+
+
+def test_json_depth_counts_brackets_outside_strings() -> None:
+    assert json_depth(b"") == 0
+    assert json_depth(b'{"texts": ["a", "b"]}') == 2
+    assert json_depth(b'{"text": "[[[{{{ \\" ]]] [[["}') == 1  # brackets inside a string
+    assert json_depth(b'[[], [[]], {"a": [{}]}]') == 4
+    assert json_depth(b'"\\\\" [[') == 2  # an escaped backslash ends the string
 
 
 def test_parse_rejects_nan_threshold() -> None:
@@ -188,6 +227,8 @@ TEACHER = {"name": "big", "kind": "openai", "model": "m", "base_url": "http://12
 def test_serve_config_defaults_and_cascade_checks() -> None:
     config = parse_serve_config({"model_dir": "m"})
     assert config.batching.max_batch_size == 32
+    assert (config.queue.max_ongoing_per_replica, config.queue.max_queued_per_ingress) == (4, 4)
+    assert config.runtime == "auto" and config.limits.max_json_depth == 8
     assert config.cascade.enabled is False
     assert config.auth.api_key_env is None
     on = parse_serve_config({"model_dir": "m", "cascade": {"enabled": True, "teacher": TEACHER}})
@@ -205,6 +246,10 @@ def test_serve_config_defaults_and_cascade_checks() -> None:
         parse_serve_config({"model_dir": "m", "cascade": {"band": [0.8, 0.2]}})
     with pytest.raises(ConfigError, match=r"batching\.max_batch_size"):
         parse_serve_config({"model_dir": "m", "batching": {"max_batch_size": 0}})
+    with pytest.raises(ConfigError, match=r"queue\.max_queued_per_ingress"):
+        parse_serve_config({"model_dir": "m", "queue": {"max_queued_per_ingress": 0}})
+    with pytest.raises(ConfigError, match=r"runtime"):
+        parse_serve_config({"model_dir": "m", "runtime": "onnx"})
     with pytest.raises(ConfigError, match=r"limits\.max_texts"):
         parse_serve_config({"model_dir": "m", "limits": {"max_texts": 3}})
     with pytest.raises(
@@ -265,3 +310,28 @@ def test_bundled_serve_config_validates() -> None:
     config = load_serve_config(Path(__file__).resolve().parents[2] / "configs" / "serve.yaml")
     assert config.model_dir == "out/demo/student"
     assert config.cascade.enabled is False and config.cascade.teacher is not None
+
+
+def test_rayservice_probes_point_at_the_endpoint_health_routes() -> None:
+    import yaml
+
+    from labelmill.serve_config import parse_serve_config as parse
+
+    path = Path(__file__).resolve().parents[2] / "cluster" / "rayservice-labelmill.yaml"
+    service = yaml.safe_load(path.read_text(encoding="utf-8"))
+    cluster = service["spec"]["rayClusterConfig"]
+    pods = [cluster["headGroupSpec"]] + cluster["workerGroupSpecs"]
+    app = yaml.safe_load(service["spec"]["serveConfigV2"])["applications"][0]
+    args = parse(app["args"])
+    port = yaml.safe_load(service["spec"]["serveConfigV2"])["http_options"]["port"]
+    for pod in pods:
+        container = pod["template"]["spec"]["containers"][0]
+        assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": port}
+        assert container["startupProbe"]["httpGet"] == {"path": "/healthz", "port": port}
+        readiness = container["readinessProbe"]
+        assert readiness["httpGet"] == {"path": "/readyz", "port": port}
+        # the probe waits longer than the replica ping it triggers may take
+        assert readiness["timeoutSeconds"] > args.queue.readiness_timeout_s
+    # autoscaling adds replicas before a replica's slots are all taken (then requests shed)
+    target = args.replicas.autoscaling["target_ongoing_requests"]
+    assert target < args.queue.max_ongoing_per_replica
