@@ -8,7 +8,9 @@ import pytest
 from labelmill.aggregation import (
     DawidSkene,
     DSParams,
+    MajorityVote,
     SuffStats,
+    WeightedVote,
     agreement,
     dawid_skene_e_step,
     dawid_skene_init_posteriors,
@@ -452,3 +454,22 @@ GOOD = np.zeros((4, 3, 2))
 def test_value_errors(call: object, match: str) -> None:
     with pytest.raises(ValueError, match=match):
         call()  # type: ignore[operator]
+
+
+def test_voting_estimators_have_the_estimator_shape() -> None:
+    votes, truth = synth_votes(np.random.default_rng(10), 200, SENS, SPEC, PRIOR)
+    majority = MajorityVote()
+    assert majority.fit(votes) is majority
+    np.testing.assert_array_equal(majority.predict_proba(votes), majority_vote(votes))
+    weighted = WeightedVote().fit(votes, truth)
+    assert weighted.weights_source_ == "gold_seed" and weighted.weights_.shape == (3, len(PRIOR))
+    # teacher 0 (sens 0.9, spec 0.8) is more accurate than teacher 2 (0.6, 0.6) on every label
+    assert np.all(weighted.weights_[0] > weighted.weights_[2])
+    np.testing.assert_allclose(
+        weighted.predict_proba(votes), weighted_vote(votes, weighted.weights_)
+    )
+    assert WeightedVote().fit(votes).weights_source_ == "majority"
+    given = WeightedVote(weights=[0.9, 0.7, 0.6]).fit(votes)
+    assert given.weights_source_ == "given" and given.weights_[1, 2] == 0.7
+    with pytest.raises(ValueError, match="not fitted"):
+        WeightedVote().predict_proba(votes)
