@@ -589,7 +589,7 @@ def reliability_table(
 
     params: DSParams of (T, K) -> T * K dicts with ``teacher``, ``label``, ``model`` ("score" or
     "hard"), ``sensitivity``, ``specificity`` and, for score teachers, ``score_slope`` and
-    ``score_bias`` (slope 1 / bias 0: calibrated; slope 0: no signal).
+    ``score_intercept`` (the LLR at logit 0; slope 1: calibrated; slope 0: no signal).
     """
     n_teach, n_labels = params.sensitivity.shape
     if len(teacher_names) != n_teach:
@@ -609,6 +609,6 @@ def reliability_table(
             }
             if score:
                 record["score_slope"] = float(params.score_slope[t, k])
-                record["score_bias"] = float(params.score_bias[t, k] - params.score_base[t, k])
+                record["score_intercept"] = float(params.score_bias[t, k] - params.score_base[t, k])
             records.append(record)
     return records
