@@ -164,11 +164,16 @@ class Trees:
         }
 
 
-def read_systems(config: Any) -> dict[str, dict]:
-    """``systems`` of <output_uri>/eval/metrics.json."""
+def read_document(config: Any) -> dict[str, Any]:
+    """<output_uri>/eval/metrics.json."""
     from labelmill.layout import eval_dir
 
-    return json.loads(Path(eval_dir(config), "metrics.json").read_text(encoding="utf-8"))["systems"]
+    return json.loads(Path(eval_dir(config), "metrics.json").read_text(encoding="utf-8"))
+
+
+def read_systems(config: Any) -> dict[str, dict]:
+    """``systems`` of <output_uri>/eval/metrics.json."""
+    return read_document(config)["systems"]
 
 
 def fmt(value: Any) -> str:
@@ -358,8 +363,8 @@ def run_real(
     half = f1_at_half(config)
     print("  teachers cut at 0.5 (micro-F1): " + ", ".join(f"{k} {v:.3f}" for k, v in half.items()))
     shutil.copy(Path(config.output_uri, "eval", "metrics.json"), run / f"metrics-{trees.salt}.json")
-    teachers = by_kind(systems, "teacher")
-    best = max((m.get("micro_f1") or 0.0 for _, m in teachers), default=None)
+    best_name = read_document(config).get("best_teacher")
+    best = systems[best_name]["micro_f1"] if best_name else None
     agg = [m.get("micro_f1") for _, m in by_kind(systems, "aggregate")]
     student = [m.get("micro_f1") for _, m in by_kind(systems, "student")]
     return {

@@ -256,7 +256,8 @@ def format_quality_table(document: Mapping[str, Any]) -> str:
 
 
 def add_lift(document: dict[str, Any]) -> dict[str, Any]:
-    """Each system's F1 minus the best teacher's (by micro-F1), overall and per label.
+    """Each system's F1 minus the best teacher's (by micro-F1, among the teachers scored on the
+    most documents), overall and per label.
 
     Sets ``document["best_teacher"]`` (None without a scored teacher) and, in every system
     entry, ``lift = {"micro_f1", "macro_f1", "per_label": {label: f1 lift}}`` (null where
@@ -271,6 +272,10 @@ def add_lift(document: dict[str, Any]) -> dict[str, Any]:
     if not teachers:
         document["best_teacher"] = None
         return document
+    # Compared on the same documents: a teacher that labeled a third of them is not the
+    # yardstick of systems that labeled all (its F1 is over an easier or smaller set).
+    widest = max(entry["n_scored"] for _, entry in teachers)
+    teachers = [(name, entry) for name, entry in teachers if entry["n_scored"] == widest]
     best_name, best = max(teachers, key=lambda item: item[1]["micro_f1"])
     document["best_teacher"] = best_name
     for entry in systems.values():

@@ -144,6 +144,13 @@ def test_lift_over_the_best_teacher_by_hand() -> None:
     assert "lift: micro-F1 minus the best teacher's (strong)" in format_quality_table(doc)
     no_teacher = add_lift(build_metrics_document(NAMES, "v1", 4, {"s": student}, {}, "t"))
     assert no_teacher["best_teacher"] is None
+    # a teacher that scored fewer documents is no yardstick, however high its F1 there
+    narrow = score_system("teacher", y, probs_matrix([PROBS[0], None, None, None], 2), 0.5, NAMES)
+    assert narrow["micro_f1"] == pytest.approx(1.0) and narrow["n_scored"] == 1
+    systems = {"narrow": narrow, "strong": strong, "student": student}
+    assert add_lift(build_metrics_document(NAMES, "v1", 4, systems, {}, "t"))["best_teacher"] == (
+        "strong"
+    )
 
 
 def test_error_paths() -> None:
