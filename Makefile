@@ -1,4 +1,4 @@
-# labelmill: `make demo` runs the demo loop (label -> aggregate -> distill -> evaluate),
+# labelmill: `make demo` runs the whole demo loop (`labelmill run configs/demo.yaml`),
 # `make test` runs lint + the whole test suite.
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -23,12 +23,11 @@ install: $(STAMP)
 
 DEMO := configs/demo.yaml
 
+# One command for the whole loop (label -> aggregate -> distill -> evaluate); it ends with the
+# quality table and the path of report.html. The engines' logs go to out/demo/logs/.
 demo: install
 	$(VENV)/bin/labelmill models prepare smollm2-135m-instruct
-	$(VENV)/bin/labelmill label $(DEMO)
-	$(VENV)/bin/labelmill aggregate $(DEMO)
-	$(VENV)/bin/labelmill distill $(DEMO)
-	$(VENV)/bin/labelmill evaluate $(DEMO)
+	$(VENV)/bin/labelmill run $(DEMO)
 
 lint: install
 	$(VENV)/bin/ruff check .

@@ -11,23 +11,26 @@
                                                      the HTTP endpoint (Ray Serve)
     labelmill models prepare NAME [--force]          build a bundled model locally (no network)
     labelmill models list                            the models `prepare` knows
+    labelmill status OUTPUT_URI [--json]             what a run directory holds (no Ray)
 
 Each job command loads its YAML config once, applies ``--set`` overrides, validates, and passes
-sub-configs down. Each stage's job returns a summary whose ``render()`` is printed.
+sub-configs down. Each stage's job returns a summary whose ``render()`` is printed on the
+console (:mod:`labelmill.console`): one line per stage start, a progress bar per long stage,
+the summary. Ray's, vLLM's and transformers' own output goes to ``<output_uri>/logs/``
+(:mod:`labelmill.logcapture`); ``--verbose`` shows it too, ``--quiet`` shows only summaries
+and errors.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 from labelmill.config import LabelmillConfig, load_config
-
-if TYPE_CHECKING:
-    from pipelines.label import LabelJobSummary
-
+from labelmill.console import Console, format_label_summary, use_console
+from labelmill.logcapture import capture_output
 
 _JOBS = {
     "label": "run the teacher labeling job",
@@ -40,36 +43,49 @@ _JOBS = {
 }
 
 
-def _run_job(command: str, config: LabelmillConfig, dry_run: bool = False) -> None:
+def _run_job(
+    command: str, config: LabelmillConfig, console: Console, dry_run: bool = False
+) -> None:
     """Run one job stage (imported lazily: the Ray pipelines load only when asked for)."""
+    show = console.summary
     if command == "label":
         from pipelines.label import run_label_job
 
-        _print_label_summary(run_label_job(config))
+        console.stage("label", f"{len(config.teachers)} teacher(s) over {config.corpus.uri}")
+        show(format_label_summary(run_label_job(config)))
     elif command == "aggregate":
         from pipelines.aggregate import run_aggregate_job
 
-        print(run_aggregate_job(config).render())
+        console.stage("aggregate", config.aggregate.method)
+        show(run_aggregate_job(config).render())
     elif command == "distill":
         from pipelines.distill import run_distill_job
+        from pipelines.run import distill_with_progress
 
-        print(run_distill_job(config).render())
+        console.stage("distill", f"student {config.student.backbone} on Ray Train")
+        show(distill_with_progress(config, run_distill_job).render())
     elif command == "evaluate":
         from pipelines.evaluate import run_evaluate_job
+        from pipelines.run import finish_report
 
-        print(run_evaluate_job(config).render())
+        console.stage("evaluate", "teachers, aggregate and student on held-out gold")
+        summary = run_evaluate_job(config)
+        finish_report(config, None)  # the lineage table gets the vote files' figures
+        show(summary.render())
     elif command == "predict":
         from pipelines.predict import run_predict_job
 
-        print(run_predict_job(config).render())
+        console.stage("predict", f"the student over {config.corpus.uri}")
+        show(run_predict_job(config).render())
     elif command == "run":
         from pipelines.run import run_whole
 
-        print(run_whole(config).render())
+        show(run_whole(config).render())
     elif command == "campaign":
         from pipelines.campaign import run_campaign
 
-        print(run_campaign(config, dry=dry_run).render())
+        console.stage("campaign", "dry run: the plan and its cost" if dry_run else "")
+        show(run_campaign(config, dry=dry_run).render())
     else:  # argparse only lets known commands through
         raise ValueError(f"unknown command {command!r}")
 
@@ -84,6 +100,16 @@ def _add_config_args(parser: argparse.ArgumentParser) -> None:
         metavar="KEY=VALUE",
         help="override a config value by dotted path, e.g. --set corpus.limit=50 "
         "--set teachers.0.mode=score (repeatable)",
+    )
+    loudness = parser.add_mutually_exclusive_group()
+    loudness.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="also show Ray's, vLLM's and transformers' logs (always in <output_uri>/logs/)",
+    )
+    loudness.add_argument(
+        "-q", "--quiet", action="store_true", help="show only the summaries and errors"
     )
 
 
@@ -125,24 +151,39 @@ def build_parser() -> argparse.ArgumentParser:
     prepare.add_argument("name", help="model name (see `labelmill models list`)")
     prepare.add_argument("--force", action="store_true", help="rebuild even if present")
     model_commands.add_parser("list", help="list the models `prepare` knows")
+
+    status = commands.add_parser("status", help="what a run directory holds (reads files only)")
+    status.add_argument("output_uri", help="the run directory (a config's output_uri)")
+    status.add_argument("--json", action="store_true", help="print the status as JSON")
     return parser
 
 
-def _print_label_summary(summary: LabelJobSummary) -> None:
-    print(f"output: {summary.output_uri}  (taxonomy {summary.taxonomy_version})")
-    width = max([16, *(len(t.teacher) + 1 for t in summary.teachers)])
-    header = (
-        f"{'teacher':<{width}}{'mode':<7}{'rows in':>8}{'resumed':>9}{'labeled':>9}{'errors':>8}"
-        f"{'trunc':>7}{'tokens in':>11}{'tokens out':>11}{'docs/s':>8}{'cost':>9}"
-    )
-    print(header)
-    for t in summary.teachers:
-        print(
-            f"{t.teacher:<{width}}{t.mode:<7}{t.rows_in:>8}{t.rows_resumed:>9}{t.rows_labeled:>9}"
-            f"{t.rows_with_errors:>8}{t.rows_truncated:>7}{t.prompt_tokens:>11}"
-            f"{t.output_tokens:>11}{t.docs_per_s:>8.2f}{t.cost:>9.4f}"
-        )
-        print(f"  votes: {t.output}")
+def _job(args: argparse.Namespace) -> int:
+    """A job command: load the config, then run it with the engines' output sent to the run
+    directory's log file and the console on the original stdout."""
+    config = load_config(args.config, args.overrides)
+    verbosity = "verbose" if args.verbose else ("quiet" if args.quiet else "normal")
+    log_uri = None
+    try:
+        with capture_output(config.output_uri, args.command, tee=args.verbose) as captured:
+            log_uri = captured.log_uri
+            console = Console(captured.stdout, verbosity, error_stream=captured.stderr)
+            with use_console(console):
+                _run_job(args.command, config, console, dry_run=getattr(args, "dry_run", False))
+    except (ValueError, RuntimeError):
+        if log_uri is not None:
+            print(f"labelmill: engine logs: {log_uri}", file=sys.stderr)
+        raise
+    print(f"logs: {log_uri}")
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    from labelmill.status import render_status, run_status
+
+    status = run_status(args.output_uri)
+    print(json.dumps(status, indent=2) if args.json else render_status(status))
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -165,9 +206,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             serve_config = load_serve_config(args.config, args.artifact_dir, args.overrides)
             serve_forever(serve_config, args.host, args.port, args.address)
             return 0
-        config = load_config(args.config, args.overrides)
-        _run_job(args.command, config, dry_run=getattr(args, "dry_run", False))
-        return 0
+        if args.command == "status":
+            return _status(args)
+        return _job(args)
     except ValueError as error:  # ConfigError included: bad config or input, field named
         print(f"labelmill: {error}", file=sys.stderr)
         return 2

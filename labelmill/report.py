@@ -1,7 +1,9 @@
 """A self-contained HTML report of a metrics.json document (see :mod:`labelmill.evaluation`).
 
-The report holds a summary table, a per-label F1 grouped bar chart across systems, a
-reliability diagram with one line per system, and the lineage. Plots are drawn with
+The report holds a summary table (with each system's lift over the best teacher), a per-label
+F1 grouped bar chart and table (with the thresholds used), a reliability diagram with one line
+per system, the lineage as tables (teachers, then the aggregate / student / evaluation) and the
+stage timings; the full lineage JSON is kept folded at the end. Plots are drawn with
 matplotlib's Agg canvas (no display, no pyplot state) and embedded as base64 PNG, so the file
 opens in a browser with nothing beside it. matplotlib is imported inside the functions.
 """
@@ -12,12 +14,18 @@ import base64
 import html
 import io
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
 from labelmill.evaluation import format_number, nan_to_none, quality_rows
+from labelmill.report_sections import (
+    pipeline_table,
+    teacher_table,
+    teachers_from_document,
+    timings_table,
+)
 
 _STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em; color: #222; }
@@ -27,6 +35,8 @@ th:first-child, td:first-child, td.kind { text-align: left; }
 th { background: #f3f3f3; }
 pre { background: #f7f7f7; padding: 1em; overflow-x: auto; font-size: 12px; }
 img { max-width: 100%; }
+table.pipeline th { text-align: left; }
+td { font-variant-numeric: tabular-nums; }
 """
 
 
@@ -163,8 +173,17 @@ def _best_teacher_sentence(document: Mapping[str, Any]) -> str:
     )
 
 
-def render_report(document: Mapping[str, Any]) -> str:
-    """The whole HTML page for a metrics.json document (NaN allowed; shown as ``-``)."""
+def render_report(
+    document: Mapping[str, Any],
+    teachers: Sequence[Mapping[str, Any]] | None = None,
+    timings: Sequence[Mapping[str, Any]] | None = None,
+) -> str:
+    """The whole HTML page for a metrics.json document (NaN allowed; shown as ``-``).
+
+    ``teachers``: lineage rows with rows / errors / tokens / cost per teacher and prompt (see
+    :mod:`labelmill.report_sections`; default: what the document's lineage holds).
+    ``timings``: ``{"stage", "seconds"}`` of the run that wrote the report.
+    """
     for key in ("taxonomy", "n_documents", "systems", "lineage", "created_at"):
         if key not in document:
             raise ValueError(f"metrics document lacks key {key!r}, got {sorted(document)}")
@@ -174,6 +193,7 @@ def render_report(document: Mapping[str, Any]) -> str:
     lineage = json.dumps(nan_to_none(document["lineage"]), indent=2, sort_keys=True)
     f1_png = plot_per_label_f1(document)
     reliability_png = plot_reliability(document)
+    teacher_rows = teachers_from_document(document) if teachers is None else teachers
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>labelmill evaluation</title>
 <style>{_STYLE}</style></head><body>
@@ -191,6 +211,13 @@ documents it abstained on or failed.</p>
 <h2>Calibration</h2>
 <img src="data:image/png;base64,{reliability_png}" alt="reliability diagram">
 <h2>Lineage</h2>
-<pre>{html.escape(lineage)}</pre>
+<p>Every vote is traced to its teacher, model, prompt hash and taxonomy version; rows count
+vote rows (errors included: an errored vote abstains), tokens and cost are what they used.</p>
+{teacher_table(teacher_rows)}
+{pipeline_table(document)}
+<h2>Stage timings</h2>
+{timings_table(timings)}
+<details><summary>Full lineage record (JSON)</summary>
+<pre>{html.escape(lineage)}</pre></details>
 </body></html>
 """

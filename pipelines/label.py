@@ -18,6 +18,7 @@ from typing import Any
 import fsspec
 
 from labelmill.config import LabelmillConfig, TeacherConfig
+from labelmill.console import progress
 from labelmill.models import resolve_model
 from labelmill.requests import TeacherPlan
 from labelmill.taxonomy import Taxonomy
@@ -123,12 +124,14 @@ def _run_teacher(config: LabelmillConfig, plan: TeacherPlan) -> TeacherRunStats:
             num_cpus=cpus,
         )
         try:
-            for part in summaries.iter_rows():
-                stats.rows_labeled += part["rows"]
-                stats.rows_with_errors += part["errors"]
-                stats.rows_truncated += part["truncated"]
-                stats.prompt_tokens += part["prompt_tokens"]
-                stats.output_tokens += part["output_tokens"]
+            with progress(f"label {teacher.name}", remaining) as bar:
+                for part in summaries.iter_rows():
+                    stats.rows_labeled += part["rows"]
+                    stats.rows_with_errors += part["errors"]
+                    stats.rows_truncated += part["truncated"]
+                    stats.prompt_tokens += part["prompt_tokens"]
+                    stats.output_tokens += part["output_tokens"]
+                    bar.update(part["rows"])
         except Exception as error:  # engine-fatal: re-raised with the teacher named
             raise LabelJobError(
                 f"teacher {teacher.name!r} failed: {type(error).__name__}: {error}"

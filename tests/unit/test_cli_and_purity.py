@@ -59,3 +59,35 @@ def test_prepare_tiny_model_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     stamp = (path / "labelmill-prepared.json").stat().st_mtime_ns
     assert main(["models", "prepare", "tiny-random-llama"]) == 0  # already there: not rebuilt
     assert (path / "labelmill-prepared.json").stat().st_mtime_ns == stamp
+
+
+def test_verbose_and_quiet_flags(capsys: pytest.CaptureFixture[str]) -> None:
+    from labelmill.cli import build_parser
+
+    parser = build_parser()
+    args = parser.parse_args(["run", "c.yaml", "--quiet"])
+    assert (args.quiet, args.verbose) == (True, False)
+    args = parser.parse_args(["label", "c.yaml", "-v", "--set", "corpus.limit=5"])
+    assert (args.quiet, args.verbose, args.overrides) == (False, True, ["corpus.limit=5"])
+    with pytest.raises(SystemExit) as exit_info:
+        parser.parse_args(["run", "c.yaml", "--quiet", "--verbose"])
+    assert exit_info.value.code == 2
+    assert "not allowed with argument" in capsys.readouterr().err
+
+
+def test_job_error_names_the_log_file(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import labelmill.cli as cli
+
+    def fail(command: str, config: object, console: object, dry_run: bool = False) -> None:
+        raise ValueError("corpus.uri 'x.parquet' does not exist")
+
+    monkeypatch.setattr(cli, "_run_job", fail)
+    config = str(REPO / "configs" / "demo.yaml")
+    out = tmp_path / "run"
+    assert main(["label", config, "--set", f"output_uri={out}"]) == 2
+    err = capsys.readouterr().err
+    assert "labelmill: corpus.uri 'x.parquet' does not exist" in err
+    logs = list((out / "logs").glob("label-*.log"))
+    assert len(logs) == 1 and f"engine logs: {logs[0]}" in err
