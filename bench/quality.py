@@ -64,6 +64,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--seed-salts", default="gold-seed", help="comma-separated gold.seed_salt values"
     )
+    parser.add_argument(
+        "--resume", action="store_true", help="keep the real run dir's votes (LLM votes resume)"
+    )
     parser.add_argument("--sim-seed", type=int, default=0, help="seed of the simulated votes")
     parser.add_argument("--student-epochs", type=int, default=2)
     parser.add_argument("--student-max-length", type=int, default=64)
@@ -421,7 +424,9 @@ def main(argv: list[str] | None = None) -> None:
             if args.simulated:
                 simulated.append(run_simulated(trees, table, corpus, out))
             if args.real:
-                real.append(run_real(trees, corpus, llm_path, out, fresh=i == 0))
+                real.append(
+                    run_real(trees, corpus, llm_path, out, fresh=i == 0 and not args.resume)
+                )
     summarize("simulated", simulated)
     summarize("real", real)
     print(f"\n{REFERENCE}")
