@@ -23,7 +23,18 @@ export PATH="$PWD/.venv/bin:$PATH"
 export LABELMILL_HOME=${LABELMILL_HOME:-$PWD/.cache/labelmill}
 export RAY_USAGE_STATS_ENABLED=0
 
-ray start --head --disable-usage-stats
-trap 'ray stop --force >/dev/null 2>&1 || true' EXIT
+# A temp dir of its own: at exit this script stops the processes of *its* head only (`ray stop`
+# would stop every Ray on the machine, other users' embedded ones included).
+TEMP_DIR=$(mktemp -d /tmp/ray-jobcheck-XXXXXX)
+descendants() { for child in $(pgrep -P "$1"); do echo "$child"; descendants "$child"; done; }
+stop_head() {
+    local roots pids=""
+    roots=$(pgrep -f "$TEMP_DIR" || true)
+    for pid in $roots; do pids="$pids $pid $(descendants "$pid")"; done
+    [ -n "${pids// /}" ] && kill -9 $pids 2>/dev/null || true
+}
+trap stop_head EXIT
+
+ray start --head --disable-usage-stats --temp-dir="$TEMP_DIR"
 
 RAY_AUTH_MODE=token ray job submit --working-dir . -- labelmill run "$CONFIG" --set ray.address=auto "$@"
