@@ -10,7 +10,9 @@ bench/quality.py exported (out/bench/quality/real/student or .../sim-ds/student)
 --train-tiny a quick one distilled here from simulated votes (1 epoch). Measured:
 
   (a) `run_predict_job`: batch prediction on an embedded local Ray (actor start included);
-  (b) in-process `predict_sorted` (no Ray; model load excluded, printed apart);
+  (b) in-process `predict_sorted` (no Ray; model load excluded, printed apart), through the
+      CPU fast path the artifact records (labelmill.json `runtime`; batch predict uses it too)
+      and through plain float32 torch, side by side;
   (c) the teacher: `docs_per_s` of a label summary (--teacher-summary, by default the one
       bench/quality.py --real kept for smollm2-set), else the SmolLM2 `set` teacher is run here
       through `run_label_job` on the same documents (engine start included).
@@ -106,9 +108,10 @@ def train_tiny(out: Path) -> str:
 
 
 def default_model_dir() -> str:
-    """The student bench/quality.py exported (real run first, then simulated)."""
-    for run in ("real", "sim-ds"):
-        path = QUALITY_OUT / run / "student"
+    """The student bench/quality.py exported (real run first, then simulated), else the one
+    bench/bench_student.py builds."""
+    paths = [QUALITY_OUT / run / "student" for run in ("real", "sim-ds")]
+    for path in [*paths, REPO / "out" / "bench" / "student"]:
         if (path / "labelmill.json").is_file():
             return str(path)
     raise SystemExit(
@@ -126,16 +129,16 @@ def student_max_length(model_dir: str) -> int:
 
 
 def in_process(
-    model_dir: str, texts: list[str], max_length: int, batch: int
-) -> tuple[float, float]:
-    """(load seconds, predict seconds) of the student in this process, without Ray."""
+    model_dir: str, texts: list[str], max_length: int, batch: int, runtime: str = "auto"
+) -> tuple[float, float, str]:
+    """(load seconds, predict seconds, runtime) of the student in this process, without Ray."""
     from labelmill.student.inference import load_student, predict_sorted
 
     started = time.perf_counter()
-    student = load_student(model_dir, max_length, "cpu")
+    student = load_student(model_dir, max_length, "cpu", runtime=runtime)
     loaded = time.perf_counter()
     predict_sorted(student, texts, batch)
-    return loaded - started, time.perf_counter() - loaded
+    return loaded - started, time.perf_counter() - loaded, student.runtime
 
 
 def teacher_rate(
@@ -189,7 +192,8 @@ def main(argv: list[str] | None = None) -> None:
             predict={"model_dir": model_dir, "batch_size": args.batch_size},
         )
         predicted = run_predict_job(config)
-        load_s, predict_s = in_process(model_dir, texts, max_length, args.batch_size)
+        load_s, predict_s, runtime = in_process(model_dir, texts, max_length, args.batch_size)
+        _, float_s, _ = in_process(model_dir, texts, max_length, args.batch_size, "torch-float32")
         teacher_dps, teacher_docs, source = teacher_rate(args, trees, docs_path, out)
     in_proc = len(texts) / predict_s
     print(
@@ -198,7 +202,11 @@ def main(argv: list[str] | None = None) -> None:
     )
     print(
         f"(b) student, in process (no Ray):    {in_proc:9.1f} docs/s "
-        f"({predict_s:.1f} s; model load {load_s:.1f} s not counted)"
+        f"({predict_s:.1f} s; model load {load_s:.1f} s not counted; runtime {runtime})"
+    )
+    print(
+        f"    the same, float32 torch:         {len(texts) / float_s:9.1f} docs/s "
+        f"(fast path / float32: {float_s / predict_s:.2f}x)"
     )
     print(
         f"(c) teacher {args.teacher_name}: {teacher_dps:.2f} docs/s on {teacher_docs} docs "
