@@ -461,6 +461,12 @@ class StudentConfig(StrictModel):
         default=None,
         description="Local directory of the exported model (null: <output_uri>/student).",
     )
+    fast_path: bool = Field(
+        default=True,
+        description="At export, measure the CPU runtimes (torch int8, ONNX Runtime float32 / "
+        "int8) on the dev rows and record the fastest within the accuracy guard as the "
+        "student's runtime (labelmill/student/fast_path.py); false: plain torch float32.",
+    )
 
 
 class EvaluateConfig(StrictModel):

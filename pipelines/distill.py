@@ -263,6 +263,18 @@ def _lineage(
     }
 
 
+def _fast_path_rows(dev_rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The dev rows the fast path's accuracy guard is measured on: texts and their targets
+    (gold on seed rows, the aggregate elsewhere), blank texts left out."""
+    rows = [r for r in dev_rows if isinstance(r["text"], str) and r["text"].strip()]
+    if not rows:
+        return {}
+    return {
+        "fast_path_texts": [r["text"] for r in rows],
+        "fast_path_labels": np.asarray([r["targets"] for r in rows], dtype=np.float64),
+    }
+
+
 def run_distill_job(config: LabelmillConfig) -> DistillJobSummary:
     """Train the student on the aggregate labels with Ray Train and export it (see module doc)."""
     from transformers import AutoTokenizer
@@ -326,6 +338,7 @@ def run_distill_job(config: LabelmillConfig) -> DistillJobSummary:
         lineage,
         metrics,
         taxonomy_descriptions=list(taxonomy.descriptions),
+        **_fast_path_rows(dev_rows) if student.fast_path else {},
     )
     return DistillJobSummary(
         output_dir=out_dir,

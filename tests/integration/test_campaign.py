@@ -93,6 +93,7 @@ def make_config(root: Path, base_url: str, tiny_bert: Path, **campaign: Any) -> 
             "num_workers": 1,
             "epochs": 1,
             "min_steps": 0,  # one epoch: the test is about the campaign, not the student
+            "fast_path": False,
             "batch_size": 8,
             "max_length": 32,
             "learning_rate": 5e-3,

@@ -167,6 +167,9 @@ def test_distill_trains_exports_and_reloads(ray_local, tiny_bert: Path, tmp_path
     assert meta["lineage"]["training_rows"] == summary.rows_train
     assert meta["lineage"]["threshold_source"] == "expected_f1:4"
     assert "dev_micro_f1" not in meta["metrics"]  # no gold dev rows to score on
+    # the fast path was measured on the dev rows and its choice recorded
+    runtime = meta["runtime"]
+    assert runtime["name"] in ("torch-float32", "torch-int8", "onnx-float32", "onnx-int8")
     assert {e["prompt_hash"] for e in meta["lineage"]["aggregate"]["teacher_lineage"]} == {
         "h1",
         "h2",
