@@ -96,7 +96,9 @@ def test_predict_keeps_every_row(
 
     assert main(["predict", path]) == 0
     out = capsys.readouterr().out
-    counts = out.splitlines()[2].split()
+    lines = out.splitlines()
+    header = next(i for i, line in enumerate(lines) if line.split()[:2] == ["rows", "in"])
+    counts = lines[header + 1].split()  # the summary table, after the console's stage line
     assert counts[:3] == ["30", "30", "3"]  # rows in, rows out, errors
     assert f"predictions: {predictions_uri(config)}" in out
 
