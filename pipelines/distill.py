@@ -70,7 +70,11 @@ class DistillJobSummary:
                 f"  epochs run: {self.epochs_run} (best {self.best_epoch}), "
                 f"best dev loss {self.best_dev_loss:.4f}",
                 f"  thresholds ({self.threshold_source}); dev gold-seed F1: "
-                f"micro {self.dev_micro_f1:.3f}, macro {self.dev_macro_f1:.3f}",
+                + (
+                    "- (no gold-seed row in the dev split)"
+                    if np.isnan(self.dev_micro_f1)
+                    else f"micro {self.dev_micro_f1:.3f}, macro {self.dev_macro_f1:.3f}"
+                ),
                 f"  training: {self.train_seconds:.1f} s, {self.docs_per_s:.1f} docs/s; "
                 f"job {self.seconds:.1f} s",
             ]
