@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,34 @@ LABELS = [
     ("works-with::audio", "Works with sound or music."),
     ("network::server", "Provides a network service."),
 ]
+
+# Keyword corpora of the tests: label k is on when KEYWORDS[k] is in the text (every word is in
+# the tiny BERT's vocabulary).
+KEYWORDS = ["editor", "text", "music", "server"]
+FILLER = "the a of to and is for with program tool library file data window viewer".split()  # noqa: SIM905
+VOTE_TIME = datetime(2025, 1, 1, tzinfo=UTC)
+
+
+def vote_record(doc_id: str, teacher: str, mode: str, version: str, **fields: Any) -> dict:
+    """One teacher-vote row (labelmill.records.vote_schema) of a stand-in teacher."""
+    return {
+        "id": doc_id,
+        "teacher": teacher,
+        "model": f"model-{teacher}",
+        "mode": mode,
+        "labels": [],
+        "probs": None,
+        "raw_output": "",
+        "error": None,
+        "truncated": False,
+        "prompt_tokens": 10,
+        "output_tokens": 2,
+        "prompt_hash": f"hash-{teacher}",
+        "taxonomy_version": version,
+        "created_at": VOTE_TIME,
+        **fields,
+    }
+
 
 API_KEY_ENV = "LABELMILL_TEST_API_KEY"
 API_KEY = "test-secret-key-0123456789"

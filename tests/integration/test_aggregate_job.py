@@ -12,7 +12,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import yaml
-from conftest import LABELS, job_config
+from conftest import LABELS, job_config, vote_record
 
 from labelmill.aggregation import DawidSkene, majority_vote, weighted_vote
 from labelmill.cli import main
@@ -31,24 +31,8 @@ T0 = datetime(2025, 1, 1, tzinfo=UTC)
 
 
 def _vote(doc_id: str, teacher: str, version: str, **fields: Any) -> dict[str, Any]:
-    row = {
-        "id": doc_id,
-        "teacher": teacher,
-        "model": f"model-{teacher}",
-        "mode": "score" if teacher == "gamma" else "set",
-        "labels": [],
-        "probs": None,
-        "raw_output": "",
-        "error": None,
-        "truncated": False,
-        "prompt_tokens": 10,
-        "output_tokens": 2,
-        "prompt_hash": f"hash-{teacher}",
-        "taxonomy_version": version,
-        "created_at": T0,
-    }
-    row.update(fields)
-    return row
+    mode = "score" if teacher == "gamma" else "set"
+    return vote_record(doc_id, teacher, mode, version, **{"created_at": T0, **fields})
 
 
 @pytest.fixture(scope="module")

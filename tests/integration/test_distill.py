@@ -11,7 +11,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import torch
-from conftest import LABELS, job_config
+from conftest import FILLER, KEYWORDS, LABELS, job_config
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from labelmill.aggregation import tune_thresholds
@@ -20,25 +20,6 @@ from labelmill.student.model import predict_proba
 from labelmill.taxonomy import Taxonomy
 from pipelines.distill import DistillJobError, prepare_batch, run_distill_job
 
-# Label k is on when its keyword is in the text (all keywords are in the tiny BERT's vocab).
-KEYWORDS = ["editor", "text", "music", "server"]
-FILLER = [
-    "the",
-    "a",
-    "of",
-    "to",
-    "and",
-    "is",
-    "for",
-    "with",
-    "program",
-    "tool",
-    "library",
-    "file",
-    "data",
-    "window",
-    "viewer",
-]
 LINEAGE = json.dumps(
     [
         {"teacher": "t1", "model": "m1", "mode": "set", "prompt_hash": "h1"},

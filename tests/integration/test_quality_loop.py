@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import random
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +13,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from conftest import LABELS, job_config
+from conftest import FILLER, KEYWORDS, LABELS, job_config, vote_record
 
 from labelmill.records import vote_schema
 from labelmill.taxonomy import Taxonomy
@@ -26,45 +25,7 @@ from pipelines.votes_io import write_vote_part
 pytestmark = pytest.mark.integration
 
 NAMES = [name for name, _ in LABELS]
-KEYWORDS = ["editor", "text", "music", "server"]  # label k is on iff its keyword is in the text
-FILLER = [
-    "the",
-    "a",
-    "of",
-    "to",
-    "and",
-    "is",
-    "for",
-    "with",
-    "program",
-    "tool",
-    "library",
-    "file",
-    "data",
-    "window",
-    "viewer",
-]
 N_DOCS = 240
-
-
-def _vote(doc_id: str, teacher: str, mode: str, version: str, **fields: Any) -> dict[str, Any]:
-    return {
-        "id": doc_id,
-        "teacher": teacher,
-        "model": f"stand-in-{teacher}",
-        "mode": mode,
-        "labels": [],
-        "probs": None,
-        "raw_output": "",
-        "error": None,
-        "truncated": False,
-        "prompt_tokens": 10,
-        "output_tokens": 2,
-        "prompt_hash": f"hash-{teacher}",
-        "taxonomy_version": version,
-        "created_at": datetime(2026, 1, 1, tzinfo=UTC),
-        **fields,
-    }
 
 
 @pytest.fixture(scope="module")
@@ -106,11 +67,11 @@ def loop_config(tmp_path_factory: pytest.TempPathFactory) -> Any:
     # noise: a label-set teacher that answers at random.
     logits = np.where(y == 1, 1.0, -2.0) + draw.normal(0.0, 1.5, y.shape)
     good = [
-        _vote(i, "good", "score", version, probs=list(1 / (1 + np.exp(-s))))
+        vote_record(i, "good", "score", version, probs=list(1 / (1 + np.exp(-s))))
         for i, s in zip(ids, logits, strict=True)
     ]
     noise = [
-        _vote(i, "noise", "set", version, labels=[n for n in NAMES if rng.random() < 0.3])
+        vote_record(i, "noise", "set", version, labels=[n for n in NAMES if rng.random() < 0.3])
         for i in ids
     ]
     for name, rows in (("good", good), ("noise", noise)):
