@@ -239,14 +239,19 @@ class FittedMethod:
 
 
 def _probs(
-    votes: np.ndarray, gold: Any, mask: Any, spec: BatchSpec, fitted: FittedMethod
+    votes: np.ndarray,
+    gold: Any,
+    mask: Any,
+    spec: BatchSpec,
+    fitted: FittedMethod,
+    clamp: bool = True,
 ) -> tuple[np.ndarray, float]:
     """votes (N, T, K) -> the fitted method's probabilities (N, K) and log-likelihood."""
     if fitted.method == "majority":
         return majority_vote(votes), 0.0
     if fitted.method == "weighted":
         return weighted_vote(votes, fitted.weights), 0.0
-    return dawid_skene_e_step(votes, fitted.params, gold, mask, spec.soft_votes)
+    return dawid_skene_e_step(votes, fitted.params, gold, mask, spec.soft_votes, clamp)
 
 
 def threshold_stats_batch(batch: pa.Table, spec: BatchSpec, fitted: FittedMethod) -> pa.Table:
@@ -267,11 +272,9 @@ def finalize_batch(batch: pa.Table, spec: BatchSpec, fitted: FittedMethod) -> pa
     Seed rows keep the aggregate's own posterior (not their gold): the aggregate is scored,
     thresholded and compared like every other system; the student reads gold separately."""
     votes, gold, mask = batch_arrays(batch, spec)
-    probs, _ = _probs(votes, None, None, spec, fitted)
-    # The log-likelihood is the EM's (gold rows clamped), continuing its history.
-    log_likelihood = (
-        _probs(votes, gold, mask, spec, fitted)[1] if fitted.method == "dawid_skene" else 0.0
-    )
+    # Unclamped posteriors; the log-likelihood is the EM's (gold rows' gold), continuing its
+    # history.
+    probs, log_likelihood = _probs(votes, gold, mask, spec, fitted, clamp=False)
     table = label_table(batch, spec, votes, probs, fitted.threshold, fitted.method, fitted.version)
     if table.num_rows:
         write_label_part(table, fitted.labels_uri)

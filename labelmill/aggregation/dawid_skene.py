@@ -191,13 +191,15 @@ def _e_step(
     gold: np.ndarray | None,
     mask: np.ndarray | None,
     soft_votes: str,
+    clamp: bool = True,
 ) -> tuple[np.ndarray, float]:
     _check_params(params, votes)
     log1, log0 = _log_joint(votes, params, soft_votes)
     log_marginal = np.logaddexp(log1, log0)
     posteriors = np.exp(log1 - log_marginal)
     if gold is not None and mask is not None:
-        posteriors[mask] = gold[mask]
+        if clamp:
+            posteriors[mask] = gold[mask]
         log_marginal[mask] = np.where(gold[mask] == 1.0, log1[mask], log0[mask])
     return posteriors, float(log_marginal.sum())
 
@@ -260,7 +262,7 @@ def _init_posteriors(
 
 
 def dawid_skene_init_posteriors(
-    votes: Any, gold: Any = None, gold_mask: Any = None, soft_votes: str = "mixture"
+    votes: Any, gold: Any = None, gold_mask: Any = None, soft_votes: str = "score"
 ) -> np.ndarray:
     """Majority-vote initial posteriors (0.5 where nobody voted), clamped to gold rows.
 
@@ -278,18 +280,21 @@ def dawid_skene_e_step(
     gold: Any = None,
     gold_mask: Any = None,
     soft_votes: str = "score",
+    clamp_gold: bool = True,
 ) -> tuple[np.ndarray, float]:
     """Posterior ``P(y_nk = 1 | votes)`` and the shard log-likelihood under ``params``.
 
     votes: (N, T, K), gold: (N, K) | None, gold_mask: (N,) | None -> ((N, K), float)
 
-    Gold rows are clamped to gold and contribute ``log P(votes, y = gold)`` to the
-    log-likelihood; other cells contribute ``log P(votes)``. Cells without any vote get the prior.
+    Gold rows contribute ``log P(votes, y = gold)`` to the log-likelihood and, with
+    ``clamp_gold``, their posterior is their gold (without it, the model's own posterior: what
+    the aggregate writes, so that it is scored like any system); other cells contribute
+    ``log P(votes)``. Cells without any vote get the prior.
     """
     _check_soft(soft_votes)
     arr = check_votes(votes)
     g, mask = _check_gold(gold, gold_mask, arr.shape[0], arr.shape[2])
-    return _e_step(arr, params, g, mask, soft_votes)
+    return _e_step(arr, params, g, mask, soft_votes, clamp_gold)
 
 
 def dawid_skene_suff_stats(
