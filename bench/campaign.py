@@ -83,9 +83,10 @@ class SimulatedStrongTeacher:
         return {"sim-strong": (tokens, money)}
 
     def label(self, ids: list[str], texts: list[str], round_dir: str) -> None:
+        from labelmill.pipelines.votes_io import write_vote_part
+
         from labelmill.records import vote_schema
         from labelmill.taxonomy import Taxonomy
-        from pipelines.votes_io import write_vote_part
 
         gold = np.array([[int(n in self.truth[i]) for n in self.names] for i in ids])
         k = len(self.names)
@@ -119,13 +120,14 @@ class SimulatedStrongTeacher:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    from labelmill.pipelines.aggregate import run_aggregate_job
+    from labelmill.pipelines.campaign import run_campaign
+    from labelmill.pipelines.distill import run_distill_job
+    from labelmill.pipelines.evaluate import run_evaluate_job
+    from labelmill.pipelines.runtime import ray_session
+
     from labelmill.config import RayConfig
     from labelmill.taxonomy import Taxonomy
-    from pipelines.aggregate import run_aggregate_job
-    from pipelines.campaign import run_campaign
-    from pipelines.distill import run_distill_job
-    from pipelines.evaluate import run_evaluate_job
-    from pipelines.runtime import ray_session
 
     out = Path(args.out).resolve()
     shutil.rmtree(out, ignore_errors=True)

@@ -56,7 +56,7 @@ def bench_config(args: argparse.Namespace, output: Path, label_text: str, calibr
 
 def read_run(output: Path, teacher: str, names: list[str]) -> tuple[list[str], np.ndarray]:
     """(ids, probs (N, K) with NaN rows for errors) of one teacher's votes."""
-    from pipelines.votes_io import read_votes
+    from labelmill.pipelines.votes_io import read_votes
 
     rows = read_votes(str(output), teacher, ["id", "probs"]).to_pylist()
     probs = np.array(
@@ -75,6 +75,8 @@ def main() -> None:
     args = parser.parse_args()
 
     import pyarrow.parquet as pq
+    from labelmill.pipelines.label import run_label_job
+    from labelmill.pipelines.runtime import ray_session
 
     from labelmill.layout import is_gold_seed
     from labelmill.metrics import (
@@ -82,8 +84,6 @@ def main() -> None:
         precision_recall_f1,
         roc_auc_per_label,
     )
-    from pipelines.label import run_label_job
-    from pipelines.runtime import ray_session
 
     table = pq.read_table(CORPUS).slice(0, args.docs).to_pylist()
     runs = [("description", "prior"), ("name_and_description", "prior"), ("description", "platt")]

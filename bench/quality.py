@@ -212,9 +212,9 @@ def verdict(a: float | None, b: float | None) -> str:
 
 def aggregate_distill_evaluate(config: Any, label: str) -> None:
     """aggregate -> distill -> evaluate on one run directory, each stage timed."""
-    from pipelines.aggregate import run_aggregate_job
-    from pipelines.distill import run_distill_job
-    from pipelines.evaluate import run_evaluate_job
+    from labelmill.pipelines.aggregate import run_aggregate_job
+    from labelmill.pipelines.distill import run_distill_job
+    from labelmill.pipelines.evaluate import run_evaluate_job
 
     timed(f"{label}: aggregate ({config.aggregate.method})", lambda: run_aggregate_job(config))
     timed(f"{label}: distill the student", lambda: run_distill_job(config))
@@ -227,11 +227,11 @@ def run_simulated(
     """Simulated votes -> majority and Dawid-Skene -> student (from DS) -> one table.
 
     -> micro-F1 of majority, dawid-skene and student (for the summary over seed splits)."""
+    from labelmill.pipelines.aggregate import run_aggregate_job
+    from labelmill.pipelines.evaluate import run_evaluate_job
     from simulate import default_scenario, simulate_votes, write_simulated_votes
 
     from labelmill.taxonomy import Taxonomy
-    from pipelines.aggregate import run_aggregate_job
-    from pipelines.evaluate import run_evaluate_job
 
     print("\n== simulated teachers (SIMULATION: votes drawn from configured rates) ==")
     for name in ("sim-majority", "sim-ds"):
@@ -319,7 +319,7 @@ def run_real(
 
     ``fresh``: start from an empty run dir (later seed splits resume the LLM votes, which do
     not depend on the seed). -> micro-F1 of the best teacher, aggregate and student."""
-    from pipelines.label import run_label_job
+    from labelmill.pipelines.label import run_label_job
 
     a = trees.args
     print(f"\n== real teachers (seed split {trees.salt!r}) ==")
@@ -402,8 +402,9 @@ def main(argv: list[str] | None = None) -> None:
     """Run the requested sections and print their tables, then the reference line."""
     args = parse_args(argv)
     sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/simulate.py
+    from labelmill.pipelines.runtime import ray_session
+
     from labelmill.config import RayConfig
-    from pipelines.runtime import ray_session
 
     out = Path(args.out).resolve()
     trees = Trees(args)

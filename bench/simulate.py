@@ -23,9 +23,9 @@ from typing import Any
 import fsspec
 import numpy as np
 import pyarrow as pa
+from labelmill.pipelines.votes_io import votes_dir, write_vote_part
 
 from labelmill.records import vote_schema
-from pipelines.votes_io import votes_dir, write_vote_part
 
 SIM_PREFIX = "sim-"
 

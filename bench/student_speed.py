@@ -76,11 +76,11 @@ def train_tiny(out: Path) -> str:
     args = quality.parse_args(
         ["--simulated", "--out", str(out), "--student-epochs", "1", "--student-max-length", "64"]
     )
+    from labelmill.pipelines.aggregate import run_aggregate_job
+    from labelmill.pipelines.distill import run_distill_job
     from simulate import default_scenario, simulate_votes, write_simulated_votes
 
     from labelmill.taxonomy import Taxonomy
-    from pipelines.aggregate import run_aggregate_job
-    from pipelines.distill import run_distill_job
 
     trees = quality.Trees(args)
     table, corpus_path, _ = quality.write_corpora(out, 0)
@@ -155,7 +155,7 @@ def teacher_rate(
             if entry["teacher"] == args.teacher_name:
                 return float(entry["docs_per_s"]), int(entry["rows_labeled"]), summary_path
         raise SystemExit(f"no teacher {args.teacher_name!r} in {summary_path}")
-    from pipelines.label import run_label_job
+    from labelmill.pipelines.label import run_label_job
 
     teacher = trees.llm_teacher(args.teacher_name, "set")
     run = out / "teacher"
@@ -170,10 +170,10 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     sys.path.insert(0, str(BENCH))  # bench/quality.py and bench/simulate.py
     import quality
+    from labelmill.pipelines.predict import run_predict_job
+    from labelmill.pipelines.runtime import ray_session
 
     from labelmill.config import RayConfig
-    from pipelines.predict import run_predict_job
-    from pipelines.runtime import ray_session
 
     out = Path(args.out).resolve()
     sets = [item for override in args.overrides for item in ("--set", override)]

@@ -31,6 +31,7 @@ CORPUS = REPO / "data" / "bench" / "debtags-500.parquet"
 def raw_vllm(config, n_docs: int) -> tuple[float, float, int]:
     """(end-to-end seconds, generation seconds, output tokens) of plain vLLM on the docs."""
     import pyarrow.parquet as pq
+    from labelmill.pipelines.teachers import vllm_engine_kwargs
     from transformers import AutoTokenizer
     from vllm import LLM, SamplingParams
     from vllm.sampling_params import StructuredOutputsParams
@@ -39,7 +40,6 @@ def raw_vllm(config, n_docs: int) -> tuple[float, float, int]:
     from labelmill.prompts import build_set_messages, label_set_grammar
     from labelmill.requests import TeacherPlan, document_token_budget
     from labelmill.taxonomy import Taxonomy
-    from pipelines.teachers import vllm_engine_kwargs
 
     teacher = config.teachers[0]
     taxonomy = Taxonomy.from_config(config.taxonomy)
@@ -73,8 +73,9 @@ def raw_vllm(config, n_docs: int) -> tuple[float, float, int]:
 
 def labelmill_run(config, n_docs: int, mode: str, output: str) -> tuple[float, object]:
     """(seconds, teacher stats) of `run_label_job` over the first n_docs in one mode."""
+    from labelmill.pipelines.label import run_label_job
+
     from labelmill.config import parse_config
-    from pipelines.label import run_label_job
 
     tree = config.model_dump(mode="json")
     tree["corpus"] = {"uri": str(CORPUS), "limit": n_docs}

@@ -1,9 +1,9 @@
 """The validated configuration of the online classification endpoint (`labelmill serve`).
 
 :class:`ServeConfig` is the typed ``args`` of the Ray Serve application builder
-``serve.app:build_app``: the same tree comes from a Serve config file (``applications[].args``),
-from ``labelmill serve ARTIFACT_DIR [--config FILE] [--set key=value]``, or from Python.
-Unknown keys are errors, as in :mod:`labelmill.config`.
+``labelmill.serve.app:build_app``: the same tree comes from a Serve config file
+(``applications[].args``), from ``labelmill serve ARTIFACT_DIR [--config FILE]
+[--set key=value]``, or from Python. Unknown keys are errors, as in :mod:`labelmill.config`.
 """
 
 from __future__ import annotations
@@ -181,7 +181,7 @@ class CascadeConfig(StrictModel):
 
 
 class ServeConfig(StrictModel):
-    """Arguments of the labelmill Serve application (``serve.app:build_app``)."""
+    """Arguments of the labelmill Serve application (``labelmill.serve.app:build_app``)."""
 
     model_dir: str = Field(
         description="Exported student directory (from `labelmill distill`); local path."

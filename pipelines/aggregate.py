@@ -1,6 +1,7 @@
 """The aggregation job (``labelmill aggregate``): teacher votes -> one soft label set per document.
 
-Steps: assemble one row per corpus document with every teacher's vote (:mod:`pipelines.assemble`,
+Steps: assemble one row per corpus document with every teacher's vote
+(:mod:`labelmill.pipelines.assemble`,
 a distributed group by id, materialized once); fit the method with map/reduce passes over it
 (Dawid-Skene EM: per-batch sufficient statistics summed on the driver, then the M-step; weighted
 vote: per-teacher confusion counts against the gold seed or the majority); then one pass that
@@ -24,6 +25,21 @@ from typing import Any
 import fsspec
 import numpy as np
 import pyarrow as pa
+from labelmill.pipelines.assemble import (
+    NO_VOTE_ERROR,
+    SCORE_MODES,
+    BatchSpec,
+    aggregate_label_schema,
+    assemble_votes,
+    batch_arrays,
+    label_table,
+    list_vote_parts,
+    vote_mode,
+    write_label_part,
+)
+from labelmill.pipelines.corpus import read_corpus
+from labelmill.pipelines.gold import corpus_without_gold_column, has_gold
+from labelmill.pipelines.runtime import ray_session
 
 from labelmill.aggregation import (
     DSParams,
@@ -44,21 +60,6 @@ from labelmill.config import LabelmillConfig
 from labelmill.layout import aggregate_file_uri, aggregate_labels_uri
 from labelmill.taxonomy import Taxonomy
 from labelmill.vote_matrix import confusion_counts, hard_reference, smoothed_rates
-from pipelines.assemble import (
-    NO_VOTE_ERROR,
-    SCORE_MODES,
-    BatchSpec,
-    aggregate_label_schema,
-    assemble_votes,
-    batch_arrays,
-    label_table,
-    list_vote_parts,
-    vote_mode,
-    write_label_part,
-)
-from pipelines.corpus import read_corpus
-from pipelines.gold import corpus_without_gold_column, has_gold
-from pipelines.runtime import ray_session
 
 __all__ = [
     "NO_VOTE_ERROR",

@@ -29,6 +29,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+from labelmill.pipelines.corpus import read_corpus
+from labelmill.pipelines.gold import corpus_without_gold_column, read_gold
+from labelmill.pipelines.votes_io import votes_dir
 
 from labelmill.aggregation import agreement, n_teachers
 from labelmill.config import LabelmillConfig
@@ -39,9 +42,6 @@ from labelmill.vote_matrix import (
     vote_vector,
     votes_from_teacher_probs,
 )
-from pipelines.corpus import read_corpus
-from pipelines.gold import corpus_without_gold_column, read_gold
-from pipelines.votes_io import votes_dir
 
 DOC, GOLD, VOTE = 0, 1, 2
 # Vote modes that carry a probability per label (read through the score observation model);

@@ -18,10 +18,10 @@ first round first relabels the seed documents, so that the campaign teacher's ra
 estimated (they count against the budget like any other document).
 
 Hard budget: a document is sent only after every campaign teacher's estimate (an upper bound,
-see :mod:`pipelines.campaign_labeler`) was reserved; the first document that does not fit stops
-the campaign. Resume: the ledger replays its log; an open reservation whose vote exists is
-settled at the vote's tokens, one without a vote at its estimate (it may have been sent); the
-label job skips documents that already have a vote, so nothing is paid twice.
+see :mod:`labelmill.pipelines.campaign_labeler`) was reserved; the first document that does
+not fit stops the campaign. Resume: the ledger replays its log; an open reservation whose vote
+exists is settled at the vote's tokens, one without a vote at its estimate (it may have been
+sent); the label job skips documents that already have a vote, so nothing is paid twice.
 """
 
 from __future__ import annotations
@@ -31,15 +31,21 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import fsspec
+from labelmill.pipelines.campaign_labeler import (
+    Labeler,
+    TeacherLabeler,
+    read_json,
+    vote_spend,
+    write_json,
+)
+from labelmill.pipelines.campaign_select import CampaignInputs, load_inputs, rank_candidates
+from labelmill.pipelines.gold import has_gold
+from labelmill.pipelines.runtime import ray_session
 
 from labelmill.campaign_report import gain_per_budget, render_campaign_report
 from labelmill.config import LabelmillConfig
 from labelmill.layout import aggregate_labels_uri, eval_dir, run_path, student_dir
 from labelmill.ledger import Budget, BudgetLedger
-from pipelines.campaign_labeler import Labeler, TeacherLabeler, read_json, vote_spend, write_json
-from pipelines.campaign_select import CampaignInputs, load_inputs, rank_candidates
-from pipelines.gold import has_gold
-from pipelines.runtime import ray_session
 
 
 @dataclass
@@ -129,9 +135,9 @@ def _round_config(config: LabelmillConfig, r: int, teachers: list[str]) -> Label
 
 
 def _retrain_and_evaluate(config: LabelmillConfig) -> dict[str, Any]:
-    from pipelines.aggregate import run_aggregate_job
-    from pipelines.distill import run_distill_job
-    from pipelines.evaluate import run_evaluate_job
+    from labelmill.pipelines.aggregate import run_aggregate_job
+    from labelmill.pipelines.distill import run_distill_job
+    from labelmill.pipelines.evaluate import run_evaluate_job
 
     run_aggregate_job(config)
     fs, path = fsspec.core.url_to_fs(student_dir(config))
@@ -254,7 +260,7 @@ def run_campaign(
         _recover(ledger, config, set(pending["ids"]) if pending else set())
         rounds: list[dict[str, Any]] = state["rounds"]
         if not rounds:
-            from pipelines.evaluate import run_evaluate_job
+            from labelmill.pipelines.evaluate import run_evaluate_job
 
             metrics = {}
             if has_gold(config):  # without gold the report has spend, no quality

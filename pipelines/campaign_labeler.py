@@ -22,11 +22,11 @@ import fsspec
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+from labelmill.pipelines.teachers import load_tokenizer, tokenizer_source
 
 from labelmill.config import LabelmillConfig
 from labelmill.requests import build_requests, document_token_budget
 from labelmill.taxonomy import Taxonomy
-from pipelines.teachers import load_tokenizer, tokenizer_source
 
 
 class Labeler(Protocol):
@@ -56,7 +56,7 @@ class TeacherLabeler:
     """The config's campaign teachers, through the label job on the admitted documents."""
 
     def __init__(self, config: LabelmillConfig) -> None:
-        from pipelines.label import make_plan
+        from labelmill.pipelines.label import make_plan
 
         self.config = config
         self.teachers = list(config.campaign.teachers)
@@ -98,7 +98,7 @@ class TeacherLabeler:
         return out
 
     def label(self, ids: list[str], texts: list[str], round_dir: str) -> None:
-        from pipelines.label import run_label_job
+        from labelmill.pipelines.label import run_label_job
 
         docs_uri = f"{round_dir}/docs.parquet"
         fs, path = fsspec.core.url_to_fs(docs_uri)
@@ -126,7 +126,7 @@ def vote_spend(
     config: LabelmillConfig, teacher: str, ids: set[str]
 ) -> dict[str, tuple[int, float]]:
     """Actual (tokens, cost) per document of ``teacher``'s latest vote rows among ``ids``."""
-    from pipelines.votes_io import read_votes
+    from labelmill.pipelines.votes_io import read_votes
 
     table = read_votes(config.output_uri, teacher, ["id", "prompt_tokens", "output_tokens"])
     settings = next(t for t in config.teachers if t.name == teacher)

@@ -67,7 +67,7 @@ class CampaignInputs:
 
     def relabeled(self, config: LabelmillConfig) -> set[str]:
         """Ids that already have a vote of a campaign teacher."""
-        from pipelines.votes_io import read_votes
+        from labelmill.pipelines.votes_io import read_votes
 
         done: set[str] = set()
         for teacher in config.campaign.teachers:
@@ -175,7 +175,7 @@ def student_probs(
     config: LabelmillConfig, inputs: CampaignInputs, model_dir: str, r: int
 ) -> np.ndarray:
     """(N, K) probabilities of the student in ``model_dir`` (batch predict job); 0.5 if missing."""
-    from pipelines.predict import run_predict_job
+    from labelmill.pipelines.predict import run_predict_job
 
     out = run_path(config.output_uri, "campaign", f"round-{r}", "selection-predictions")
     predict = config.predict.model_copy(update={"model_dir": model_dir, "output_uri": out})

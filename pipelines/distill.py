@@ -3,7 +3,8 @@
 Ray Data reads the aggregate Parquet and keeps the rows the student may learn from (see
 :func:`labelmill.student.training.usable_rows`), splits them into train/dev by id hash and
 weights them by confidence; Ray Train's ``TorchTrainer`` trains the student with DDP across
-``student.num_workers`` workers (loop in :mod:`pipelines.train_loop`), keeping the checkpoint
+``student.num_workers`` workers (loop in :mod:`labelmill.pipelines.train_loop`), keeping the
+checkpoint
 with the best dev loss. The driver then tunes per-label thresholds on the (small) dev split and
 exports a safetensors Hugging Face directory with ``labelmill.json``.
 """
@@ -22,12 +23,12 @@ import fsspec
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+from labelmill.pipelines.runtime import ray_session
 
 from labelmill.config import LabelmillConfig, StudentConfig
 from labelmill.layout import aggregate_file_uri, aggregate_labels_uri, student_dir
 from labelmill.models import resolve_model
 from labelmill.taxonomy import Taxonomy
-from pipelines.runtime import ray_session
 
 TRAIN_COLUMNS = ["text", "targets", "weight"]
 DEV_COLUMNS = [*TRAIN_COLUMNS, "gold", "gold_seed"]
@@ -281,10 +282,10 @@ def _fast_path_rows(dev_rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 def run_distill_job(config: LabelmillConfig) -> DistillJobSummary:
     """Train the student on the aggregate labels with Ray Train and export it (see module doc)."""
+    from labelmill.pipelines.train_loop import fit_student, score_dev, storage_for
     from transformers import AutoTokenizer
 
     from labelmill.student.export import export_student
-    from pipelines.train_loop import fit_student, score_dev, storage_for
 
     started = time.perf_counter()
     taxonomy = Taxonomy.from_config(config.taxonomy)

@@ -25,6 +25,8 @@ import fsspec
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+from labelmill.pipelines.gold import read_gold
+from labelmill.pipelines.votes_io import done_ids, votes_dir
 
 from labelmill.config import LabelmillConfig
 from labelmill.documents import check_text
@@ -40,8 +42,6 @@ from labelmill.embedding import (
 )
 from labelmill.records import vote_schema
 from labelmill.requests import TeacherPlan
-from pipelines.gold import read_gold
-from pipelines.votes_io import done_ids, votes_dir
 
 
 def scored_schema() -> pa.Schema:

@@ -19,6 +19,7 @@ import fsspec
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+from labelmill.pipelines.runtime import ray_session
 
 from labelmill.aggregation import MIN_SEED_POSITIVES, ThresholdChoice, choose_thresholds
 from labelmill.config import LabelmillConfig
@@ -35,7 +36,6 @@ from labelmill.evaluation import (
 from labelmill.layout import aggregate_file_uri, aggregate_labels_uri, eval_dir, student_dir
 from labelmill.report import render_report
 from labelmill.taxonomy import Taxonomy
-from pipelines.runtime import ray_session
 
 AGGREGATE_COLUMNS = [
     "id",

@@ -12,10 +12,10 @@ from typing import Any
 
 import fsspec
 import pyarrow as pa
+from labelmill.pipelines.corpus import list_corpus_files, read_corpus, read_corpus_file
 
 from labelmill.config import CorpusConfig, LabelmillConfig, infer_format
 from labelmill.layout import is_gold_seed
-from pipelines.corpus import list_corpus_files, read_corpus, read_corpus_file
 
 
 def has_gold(config: LabelmillConfig) -> bool:

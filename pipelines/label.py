@@ -16,17 +16,17 @@ from pathlib import Path
 from typing import Any
 
 import fsspec
+from labelmill.pipelines.corpus import read_corpus
+from labelmill.pipelines.embedding_teacher import EmbeddingTeacherRun
+from labelmill.pipelines.runtime import ray_session
+from labelmill.pipelines.teachers import teacher_votes
+from labelmill.pipelines.votes_io import done_ids, drop_done, votes_dir, write_vote_part
 
 from labelmill.config import LabelmillConfig, TeacherConfig
 from labelmill.console import progress
 from labelmill.models import resolve_model
 from labelmill.requests import TeacherPlan
 from labelmill.taxonomy import Taxonomy
-from pipelines.corpus import read_corpus
-from pipelines.embedding_teacher import EmbeddingTeacherRun
-from pipelines.runtime import ray_session
-from pipelines.teachers import teacher_votes
-from pipelines.votes_io import done_ids, drop_done, votes_dir, write_vote_part
 
 
 class LabelJobError(RuntimeError):

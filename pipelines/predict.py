@@ -21,13 +21,13 @@ from typing import Any
 import fsspec
 import pyarrow as pa
 import pyarrow.parquet as pq
+from labelmill.pipelines.corpus import read_corpus
+from labelmill.pipelines.gold import corpus_without_gold_column
+from labelmill.pipelines.runtime import ray_session
 
 from labelmill.config import LabelmillConfig
 from labelmill.documents import check_text
 from labelmill.layout import predict_model_dir, predictions_uri
-from pipelines.corpus import read_corpus
-from pipelines.gold import corpus_without_gold_column
-from pipelines.runtime import ray_session
 
 
 class PredictJobError(RuntimeError):

@@ -25,7 +25,7 @@ from labelmill.console import Progress, current
 from labelmill.console import progress as console_progress
 
 CALLBACKS_ENV = "RAY_TRAIN_CALLBACKS"
-_CALLBACK_PATH = "pipelines.progress.TrainProgressCallback"
+_CALLBACK_PATH = "labelmill.pipelines.progress.TrainProgressCallback"
 _QUEUE: list[Any] = []  # the queue of the training_progress block running now, if any
 
 

@@ -18,6 +18,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 import fsspec
+from labelmill.pipelines.campaign_labeler import write_json
+from labelmill.pipelines.gold import has_gold
+from labelmill.pipelines.runtime import ray_session
 
 from labelmill.config import LabelmillConfig
 from labelmill.console import current, format_duration, format_label_summary
@@ -25,9 +28,6 @@ from labelmill.console import stage as console_stage
 from labelmill.layout import eval_dir, run_path, student_dir
 from labelmill.report import render_report
 from labelmill.status import read_json, vote_lineage
-from pipelines.campaign_labeler import write_json
-from pipelines.gold import has_gold
-from pipelines.runtime import ray_session
 
 
 @dataclass
@@ -61,11 +61,11 @@ class RunSummary:
 
 def run_whole(config: LabelmillConfig) -> RunSummary:
     """Run every stage of ``config`` in order (see the module docstring)."""
-    from pipelines.aggregate import run_aggregate_job
-    from pipelines.campaign import run_campaign
-    from pipelines.distill import run_distill_job
-    from pipelines.evaluate import run_evaluate_job
-    from pipelines.label import run_label_job
+    from labelmill.pipelines.aggregate import run_aggregate_job
+    from labelmill.pipelines.campaign import run_campaign
+    from labelmill.pipelines.distill import run_distill_job
+    from labelmill.pipelines.evaluate import run_evaluate_job
+    from labelmill.pipelines.label import run_label_job
 
     console = current()
     summary = RunSummary(
@@ -161,7 +161,7 @@ def _distill(config: LabelmillConfig, run_distill_job: Any) -> Any:
 
 def distill_with_progress(config: LabelmillConfig, run_distill_job: Any) -> Any:
     """The distill job with the student's epochs and steps on the console's progress bar."""
-    from pipelines.progress import training_progress
+    from labelmill.pipelines.progress import training_progress
 
     with training_progress("student"):
         return run_distill_job(config)

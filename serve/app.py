@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from labelmill.serve.deployments import CascadeTeacher, Student
 from ray import serve
 from ray.serve.exceptions import BackPressureError
 from ray.serve.handle import DeploymentHandle
@@ -53,7 +54,6 @@ from labelmill.serving import (
     parse_classify_request,
     uncertain_mask,
 )
-from serve.deployments import CascadeTeacher, Student
 
 logger = logging.getLogger("ray.serve")
 

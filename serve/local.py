@@ -29,9 +29,8 @@ def start_endpoint(
         raise ValueError(f"auth.api_key_env is {env!r} but that variable is unset or empty")
 
     import ray
+    from labelmill.serve.app import build_app
     from ray import serve
-
-    from serve.app import build_app
 
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     if not ray.is_initialized():

@@ -36,12 +36,12 @@ def main() -> None:
     os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "1")
     import ray
     from conftest import LABELS  # the tiny student's taxonomy
+    from labelmill.pipelines.label import run_label_job
+    from labelmill.pipelines.predict import run_predict_job
+    from labelmill.pipelines.votes_io import read_votes
     from ray.cluster_utils import Cluster
 
     from labelmill.config import parse_config
-    from pipelines.label import run_label_job
-    from pipelines.predict import run_predict_job
-    from pipelines.votes_io import read_votes
 
     ids = [f"doc{i:03d}" for i in range(64)]
     words = [

@@ -17,14 +17,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from conftest import LABELS, job_config
+from labelmill.pipelines.campaign import make_budget, run_campaign
+from labelmill.pipelines.campaign_labeler import TeacherLabeler
+from labelmill.pipelines.cli import main
+from labelmill.pipelines.votes_io import read_votes
 from openai_standin import StandinServer
 
-from labelmill.cli import main
 from labelmill.config import LabelmillConfig
 from labelmill.ledger import Budget, BudgetLedger
-from pipelines.campaign import make_budget, run_campaign
-from pipelines.campaign_labeler import TeacherLabeler
-from pipelines.votes_io import read_votes
 
 NAMES = [name for name, _ in LABELS]
 CUES = {
@@ -206,8 +206,8 @@ def test_kill_and_resume_never_pays_twice(
         retrain=False,
         budget={"max_cost": 100.0},
     )
-    from pipelines.aggregate import run_aggregate_job
-    from pipelines.label import run_label_job
+    from labelmill.pipelines.aggregate import run_aggregate_job
+    from labelmill.pipelines.label import run_label_job
 
     run_label_job(config)  # no student: a random, no-retrain campaign does not need one
     run_aggregate_job(config)

@@ -10,12 +10,12 @@ from pathlib import Path
 from typing import Any
 
 from conftest import job_config
+from labelmill.pipelines.label import run_label_job
+from labelmill.pipelines.progress import CALLBACKS_ENV, training_progress
 
 from labelmill.config import StudentConfig
 from labelmill.console import Console, use_console
 from labelmill.student.training import training_schedule
-from pipelines.label import run_label_job
-from pipelines.progress import CALLBACKS_ENV, training_progress
 
 
 def test_label_job_reports_rows_done_over_total(ray_local: Any, tiny_bert: Path, tmp_path: Path):
@@ -52,7 +52,7 @@ def test_training_progress_forwards_epochs_from_ray_train(ray_local: Any, tmp_pa
     assert (epochs, total) == (2, 6)
     out = io.StringIO()
     with use_console(Console(out, tty=False, interval_s=3600)), training_progress("student"):
-        assert os.environ[CALLBACKS_ENV] == "pipelines.progress.TrainProgressCallback"
+        assert os.environ[CALLBACKS_ENV] == "labelmill.pipelines.progress.TrainProgressCallback"
         TorchTrainer(
             train_func,
             train_loop_config={"student": student.model_dump(), "rows_train": 10},

@@ -9,9 +9,8 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 from conftest import LABELS, job_config
-
-from pipelines.label import run_label_job
-from pipelines.votes_io import read_votes
+from labelmill.pipelines.label import run_label_job
+from labelmill.pipelines.votes_io import read_votes
 
 TEXTS = [
     ("text editor for the terminal", ["use::editing", "works-with::text"]),

@@ -13,10 +13,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from conftest import LABELS, job_config, vllm_teacher
+from labelmill.pipelines.label import LabelJobError, run_label_job
+from labelmill.pipelines.votes_io import read_votes
 
 from labelmill.documents import content_id
-from pipelines.label import LabelJobError, run_label_job
-from pipelines.votes_io import read_votes
 
 GOOD = [
     b"A text editor for plain text files with syntax highlighting.",

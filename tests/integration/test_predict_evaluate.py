@@ -11,8 +11,8 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 from conftest import LABELS, export_tiny_student, job_config
+from labelmill.pipelines.cli import main
 
-from labelmill.cli import main
 from labelmill.config import LabelmillConfig
 from labelmill.layout import aggregate_labels_uri, eval_dir, predictions_uri
 from labelmill.taxonomy import Taxonomy

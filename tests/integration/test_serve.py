@@ -55,9 +55,8 @@ def standin() -> Iterator[StandinServer]:
 
 
 def deploy(name: str, args: dict[str, Any]) -> None:
+    from labelmill.serve.app import build_app
     from ray import serve
-
-    from serve.app import build_app
 
     serve.run(build_app(parse_serve_config(args)), name=name, route_prefix=f"/{name}")
 

@@ -2,18 +2,76 @@
 
 from __future__ import annotations
 
+import ast
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
-
-from labelmill.cli import main
+from labelmill.pipelines.cli import main
 
 REPO = Path(__file__).resolve().parents[2]
 
 
-def test_core_never_imports_ray() -> None:
+# What the pure core must never import, lazily or not: Ray and the edges built on it.
+_EDGE_ROOTS = {"ray", "pipelines", "serve"}
+_EDGE_PACKAGES = ("labelmill.pipelines", "labelmill.serve")
+
+
+def _forbidden_imports(source: str, module: str) -> list[str]:
+    """Every import in ``source`` (module-level, in functions, under ``if``) of Ray or an edge.
+
+    Relative imports are resolved against ``module`` (the dotted name of the file), so
+    ``from ..pipelines import x`` is caught as well as ``import ray``.
+    """
+    bad = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parent = module.split(".")[: -node.level]
+                base = ".".join([*parent, base] if base else parent)
+            names = [base] + [f"{base}.{alias.name}" for alias in node.names]
+        else:
+            continue
+        for name in names:
+            edge = any(name == pkg or name.startswith(pkg + ".") for pkg in _EDGE_PACKAGES)
+            if edge or name.split(".")[0] in _EDGE_ROOTS:
+                bad.append(f"{module}:{node.lineno}: {name}")
+                break
+    return sorted(bad, key=lambda entry: int(entry.split(":")[1]))
+
+
+def test_core_never_imports_ray_or_the_edges() -> None:
+    files = sorted((REPO / "labelmill").rglob("*.py"))
+    assert len(files) > 20  # the walk found the core
+    bad = []
+    for path in files:
+        parts = path.relative_to(REPO).with_suffix("").parts
+        module = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+        bad += _forbidden_imports(path.read_text(), module)
+    assert bad == []
+
+
+def test_forbidden_import_finder_sees_lazy_and_relative_imports() -> None:
+    source = (
+        "import numpy\n"
+        "def f():\n    import ray.data\n"
+        "def g():\n    from ..pipelines.label import run_label_job\n"
+        "if True:\n    from labelmill.serve import app\n"
+        "from labelmill.serve_config import ServeConfig\n"
+    )
+    assert _forbidden_imports(source, "labelmill.student.x") == [
+        "labelmill.student.x:3: ray.data",
+        "labelmill.student.x:5: labelmill.pipelines.label",
+        "labelmill.student.x:7: labelmill.serve",
+    ]
+
+
+def test_core_imports_without_ray_or_engines() -> None:
     modules = sorted(p.stem for p in (REPO / "labelmill").glob("*.py") if p.stem != "__init__")
     code = (
         "import importlib, sys\n"
@@ -25,6 +83,20 @@ def test_core_never_imports_ray() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )
     assert result.stdout.strip() == ""
+
+
+def test_distribution_adds_one_top_level_name() -> None:
+    """Every package folder is installed, and every installed package lives under ``labelmill``."""
+    setuptools = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]
+    packages, mapped = set(setuptools["packages"]), setuptools["package-dir"]
+    assert {name.split(".")[0] for name in packages} == {"labelmill"}
+    assert mapped == {"labelmill.pipelines": "pipelines", "labelmill.serve": "serve"}
+    folders = set()
+    for root, prefix in [("labelmill", "labelmill"), *((v, k) for k, v in mapped.items())]:
+        for init in (REPO / root).rglob("__init__.py"):
+            rel = init.parent.relative_to(REPO / root).parts
+            folders.add(".".join([prefix, *rel]))
+    assert folders == packages
 
 
 def test_missing_config_exits_2(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
@@ -62,7 +134,7 @@ def test_prepare_tiny_model_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 
 
 def test_verbose_and_quiet_flags(capsys: pytest.CaptureFixture[str]) -> None:
-    from labelmill.cli import build_parser
+    from labelmill.pipelines.cli import build_parser
 
     parser = build_parser()
     args = parser.parse_args(["run", "c.yaml", "--quiet"])
@@ -78,7 +150,7 @@ def test_verbose_and_quiet_flags(capsys: pytest.CaptureFixture[str]) -> None:
 def test_job_error_names_the_log_file(
     capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import labelmill.cli as cli
+    import labelmill.pipelines.cli as cli
 
     def fail(command: str, config: object, console: object, dry_run: bool = False) -> None:
         raise ValueError("corpus.uri 'x.parquet' does not exist")

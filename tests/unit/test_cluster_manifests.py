@@ -107,7 +107,7 @@ def test_rayservice_serve_config_validates() -> None:
     applications = serve_config["applications"]
     assert applications
     for app in applications:
-        assert app["import_path"] == "serve.app:build_app"
+        assert app["import_path"] == "labelmill.serve.app:build_app"
         assert app["route_prefix"] == "/"
         args = parse_serve_config(app["args"])
         assert args.model_dir.startswith("/")

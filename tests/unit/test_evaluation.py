@@ -10,6 +10,7 @@ import re
 import numpy as np
 import pyarrow as pa
 import pytest
+from labelmill.pipelines.evaluate import collect_held_out, select_held_out
 
 from labelmill.evaluation import (
     add_lift,
@@ -21,7 +22,6 @@ from labelmill.evaluation import (
     to_json,
 )
 from labelmill.report import render_report
-from pipelines.evaluate import collect_held_out, select_held_out
 
 NAMES = ["a", "b"]
 # Four documents; the system abstains on the last one.

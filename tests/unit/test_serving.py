@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from labelmill.pipelines.cli import main
 
-from labelmill.cli import main
 from labelmill.config import ConfigError
 from labelmill.serve_config import load_serve_config, parse_serve_config
 from labelmill.serving import (
@@ -266,7 +266,7 @@ def test_load_serve_config_from_args_file_and_serve_file(tmp_path) -> None:
     assert config.limits.max_texts_per_request == 5
     serve_file = tmp_path / "serve.yaml"
     serve_file.write_text(
-        "applications:\n  - name: x\n    import_path: serve.app:build_app\n"
+        "applications:\n  - name: x\n    import_path: labelmill.serve.app:build_app\n"
         "    args: {model_dir: from-file, replicas: {num_replicas: 2}}\n",
         encoding="utf-8",
     )

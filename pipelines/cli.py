@@ -49,40 +49,40 @@ def _run_job(
     """Run one job stage (imported lazily: the Ray pipelines load only when asked for)."""
     show = console.summary
     if command == "label":
-        from pipelines.label import run_label_job
+        from labelmill.pipelines.label import run_label_job
 
         console.stage("label", f"{len(config.teachers)} teacher(s) over {config.corpus.uri}")
         show(format_label_summary(run_label_job(config)))
     elif command == "aggregate":
-        from pipelines.aggregate import run_aggregate_job
+        from labelmill.pipelines.aggregate import run_aggregate_job
 
         console.stage("aggregate", config.aggregate.method)
         show(run_aggregate_job(config).render())
     elif command == "distill":
-        from pipelines.distill import run_distill_job
-        from pipelines.run import distill_with_progress
+        from labelmill.pipelines.distill import run_distill_job
+        from labelmill.pipelines.run import distill_with_progress
 
         console.stage("distill", f"student {config.student.backbone} on Ray Train")
         show(distill_with_progress(config, run_distill_job).render())
     elif command == "evaluate":
-        from pipelines.evaluate import run_evaluate_job
-        from pipelines.run import finish_report
+        from labelmill.pipelines.evaluate import run_evaluate_job
+        from labelmill.pipelines.run import finish_report
 
         console.stage("evaluate", "teachers, aggregate and student on held-out gold")
         summary = run_evaluate_job(config)
         finish_report(config, None)  # the lineage table gets the vote files' figures
         show(summary.render())
     elif command == "predict":
-        from pipelines.predict import run_predict_job
+        from labelmill.pipelines.predict import run_predict_job
 
         console.stage("predict", f"the student over {config.corpus.uri}")
         show(run_predict_job(config).render())
     elif command == "run":
-        from pipelines.run import run_whole
+        from labelmill.pipelines.run import run_whole
 
         show(run_whole(config).render())
     elif command == "campaign":
-        from pipelines.campaign import run_campaign
+        from labelmill.pipelines.campaign import run_campaign
 
         console.stage("campaign", "dry run: the plan and its cost" if dry_run else "")
         show(run_campaign(config, dry=dry_run).render())
@@ -200,8 +200,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(prepare_model(args.name, force=args.force))
             return 0
         if args.command == "serve":
+            from labelmill.serve.local import serve_forever
+
             from labelmill.serve_config import load_serve_config
-            from serve.local import serve_forever
 
             serve_config = load_serve_config(args.config, args.artifact_dir, args.overrides)
             serve_forever(serve_config, args.host, args.port, args.address)
