@@ -15,6 +15,8 @@ from typing import Any, Literal, TypeVar
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from labelmill.errors import ConfigError
+
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:+\-/]*$")
 
 
@@ -608,10 +610,6 @@ class LabelmillConfig(StrictModel):
                     f"got {weight!r}"
                 )
         return self
-
-
-class ConfigError(ValueError):
-    """A configuration file or override that does not validate."""
 
 
 def apply_override(tree: dict[str, Any], assignment: str) -> None:
