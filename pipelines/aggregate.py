@@ -57,6 +57,7 @@ from labelmill.aggregation import (
     weighted_vote,
 )
 from labelmill.config import LabelmillConfig
+from labelmill.errors import JobError
 from labelmill.layout import aggregate_file_uri, aggregate_labels_uri
 from labelmill.taxonomy import Taxonomy
 from labelmill.vote_matrix import confusion_counts, hard_reference, smoothed_rates
@@ -70,7 +71,7 @@ __all__ = [
 ]
 
 
-class AggregateJobError(RuntimeError):
+class AggregateJobError(JobError):
     """The job lost or invented rows (rows out != corpus rows in)."""
 
 

@@ -26,10 +26,14 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import traceback
 from collections.abc import Sequence
+
+from labelmill.pipelines.runtime import as_job_error
 
 from labelmill.config import LabelmillConfig, load_config
 from labelmill.console import Console, format_label_summary, use_console
+from labelmill.errors import ConfigError, LabelmillError
 from labelmill.logcapture import capture_output
 
 _JOBS = {
@@ -87,7 +91,7 @@ def _run_job(
         console.stage("campaign", "dry run: the plan and its cost" if dry_run else "")
         show(run_campaign(config, dry=dry_run).render())
     else:  # argparse only lets known commands through
-        raise ValueError(f"unknown command {command!r}")
+        raise ConfigError(f"unknown command {command!r}")
 
 
 def _add_config_args(parser: argparse.ArgumentParser) -> None:
@@ -170,10 +174,10 @@ def _job(args: argparse.Namespace) -> int:
             console = Console(captured.stdout, verbosity, error_stream=captured.stderr)
             with use_console(console):
                 _run_job(args.command, config, console, dry_run=getattr(args, "dry_run", False))
-    except (ValueError, RuntimeError):
+    except Exception as error:
         if log_uri is not None:
             print(f"labelmill: engine logs: {log_uri}", file=sys.stderr)
-        raise
+        raise as_job_error(error, args.command) from error
     print(f"logs: {log_uri}")
     return 0
 
@@ -210,11 +214,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "status":
             return _status(args)
         return _job(args)
-    except ValueError as error:  # ConfigError included: bad config or input, field named
+    except LabelmillError as error:  # config / input (exit 2) or job (exit 1): say it, no trace
         print(f"labelmill: {error}", file=sys.stderr)
-        return 2
-    except RuntimeError as error:  # LabelJobError and other job-fatal failures
-        print(f"labelmill: {error}", file=sys.stderr)
+        return error.exit_code
+    except Exception as error:  # not raised on purpose: a bug, so the traceback is the report
+        traceback.print_exc()
+        print(f"labelmill: internal error ({type(error).__name__}): {error}", file=sys.stderr)
         return 1
 
 

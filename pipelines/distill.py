@@ -26,6 +26,7 @@ import pyarrow.compute as pc
 from labelmill.pipelines.runtime import ray_session
 
 from labelmill.config import LabelmillConfig, StudentConfig
+from labelmill.errors import JobError
 from labelmill.layout import aggregate_file_uri, aggregate_labels_uri, student_dir
 from labelmill.models import resolve_model
 from labelmill.taxonomy import Taxonomy
@@ -35,7 +36,7 @@ DEV_COLUMNS = [*TRAIN_COLUMNS, "gold", "gold_seed"]
 _META_COLUMNS = ["taxonomy_version", "method", "lineage"]
 
 
-class DistillJobError(RuntimeError):
+class DistillJobError(JobError):
     """The student could not be trained (no training rows, Ray Train failed, ...)."""
 
 

@@ -40,6 +40,7 @@ from labelmill.embedding import (
     label_texts,
     mean_pool,
 )
+from labelmill.errors import JobError
 from labelmill.records import vote_schema
 from labelmill.requests import TeacherPlan
 
@@ -57,7 +58,7 @@ def scored_schema() -> pa.Schema:
     )
 
 
-class EmbeddingTeacherError(RuntimeError):
+class EmbeddingTeacherError(JobError):
     """The encoder could not score the corpus (job-fatal)."""
 
 

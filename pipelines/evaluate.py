@@ -24,6 +24,7 @@ from labelmill.pipelines.runtime import ray_session
 from labelmill.aggregation import MIN_SEED_POSITIVES, ThresholdChoice, choose_thresholds
 from labelmill.config import LabelmillConfig
 from labelmill.documents import check_text
+from labelmill.errors import InputError
 from labelmill.evaluation import (
     add_lift,
     build_metrics_document,
@@ -136,7 +137,7 @@ def read_held_out(config: LabelmillConfig) -> pa.Table:
     uri = aggregate_labels_uri(config)
     fs, path = fsspec.core.url_to_fs(uri)
     if not fs.exists(path):
-        raise ValueError(f"no aggregate labels at {uri!r}: run `labelmill aggregate` first")
+        raise InputError(f"no aggregate labels at {uri!r}: run `labelmill aggregate` first")
     ds = ray.data.read_parquet(uri).select_columns(AGGREGATE_COLUMNS)
     held = ds.map_batches(
         select_held_out, batch_format="pyarrow", num_cpus=config.ray.light_stage_cpus
@@ -149,7 +150,7 @@ def collect_held_out(batches: Iterable[pa.Table], uri: str, seed_fraction: float
     """Concatenate the held-out batches; ``ValueError`` when there is no held-out row at all."""
     tables = [t for t in batches if t.num_rows]
     if not tables:
-        raise ValueError(
+        raise InputError(
             f"no held-out gold documents in {uri!r}: set corpus.gold_column or gold.uri, and keep "
             f"gold.seed_fraction (now {seed_fraction}) below 1 so some gold is not seed"
         )
@@ -160,7 +161,7 @@ def _teacher_names(table: pa.Table) -> list[str]:
     lists = table["teachers"].to_pylist()
     names = lists[0] or []
     if any(other != names for other in lists):
-        raise ValueError(f"aggregate rows disagree on their teachers, e.g. {names!r}")
+        raise InputError(f"aggregate rows disagree on their teachers, e.g. {names!r}")
     return list(names)
 
 
@@ -177,7 +178,7 @@ def _student_probs(
     model_dir = student_dir(config)
     student = load_student(model_dir, config.student.max_length, "cpu")
     if student.names != names:
-        raise ValueError(
+        raise InputError(
             f"the student in {model_dir!r} predicts labels {student.names!r}, but the config's "
             f"taxonomy is {names!r}"
         )
@@ -231,7 +232,7 @@ def score_all(
     names = list(taxonomy.names)
     versions = set(table["taxonomy_version"].to_pylist())
     if versions != {taxonomy.version}:
-        raise ValueError(
+        raise InputError(
             f"aggregate labels have taxonomy versions {sorted(map(str, versions))}, but the "
             f"config's taxonomy is {taxonomy.version!r}: re-run `labelmill aggregate`"
         )

@@ -15,6 +15,7 @@ import pyarrow as pa
 from labelmill.pipelines.corpus import list_corpus_files, read_corpus, read_corpus_file
 
 from labelmill.config import CorpusConfig, LabelmillConfig, infer_format
+from labelmill.errors import InputError
 from labelmill.layout import is_gold_seed
 
 
@@ -40,7 +41,7 @@ def normalize_gold_batch(
         if doc_id is None or labels is None:
             continue
         if isinstance(labels, str):
-            raise ValueError(
+            raise InputError(
                 f"gold column {gold_column!r} must hold lists of label names, got {labels!r}"
             )
         doc_id = str(doc_id)
@@ -66,10 +67,10 @@ def read_gold(config: LabelmillConfig, cpus: float = 0.25) -> Any | None:
         uri = config.gold.uri
         fmt = infer_format(uri)
         if fmt is None:
-            raise ValueError(f"cannot infer the format of gold.uri {uri!r} (.parquet/.jsonl/.csv)")
+            raise InputError(f"cannot infer the format of gold.uri {uri!r} (.parquet/.jsonl/.csv)")
         fs, path = fsspec.core.url_to_fs(uri)
         if not fs.exists(path):
-            raise ValueError(f"gold.uri {uri!r} does not exist")
+            raise InputError(f"gold.uri {uri!r} does not exist")
         tables = [
             t for file in list_corpus_files(fs, path) for t in read_corpus_file(fs, file, fmt)
         ]
@@ -79,7 +80,7 @@ def read_gold(config: LabelmillConfig, cpus: float = 0.25) -> Any | None:
             ("labels_column", config.gold.labels_column),
         ):
             if column not in raw.column_names:
-                raise ValueError(
+                raise InputError(
                     f"gold.{field} {column!r} is not a column of {uri!r}; "
                     f"columns: {sorted(raw.column_names)}"
                 )

@@ -24,12 +24,13 @@ from labelmill.pipelines.votes_io import done_ids, drop_done, votes_dir, write_v
 
 from labelmill.config import LabelmillConfig, TeacherConfig
 from labelmill.console import progress
+from labelmill.errors import JobError
 from labelmill.models import resolve_model
 from labelmill.requests import TeacherPlan
 from labelmill.taxonomy import Taxonomy
 
 
-class LabelJobError(RuntimeError):
+class LabelJobError(JobError):
     """A teacher failed as a whole (engine could not run, endpoint down, rows lost)."""
 
 

@@ -27,10 +27,11 @@ from labelmill.pipelines.runtime import ray_session
 
 from labelmill.config import LabelmillConfig
 from labelmill.documents import check_text
+from labelmill.errors import JobError
 from labelmill.layout import predict_model_dir, predictions_uri
 
 
-class PredictJobError(RuntimeError):
+class PredictJobError(JobError):
     """The prediction job failed as a whole (replicas could not run, rows lost)."""
 
 

@@ -18,16 +18,17 @@ from datetime import UTC, datetime
 from typing import Any
 
 import fsspec
-from labelmill.pipelines.campaign_labeler import write_json
 from labelmill.pipelines.gold import has_gold
-from labelmill.pipelines.runtime import ray_session
+from labelmill.pipelines.runtime import as_job_error, ray_session
 
 from labelmill.config import LabelmillConfig
 from labelmill.console import current, format_duration, format_label_summary
 from labelmill.console import stage as console_stage
+from labelmill.errors import LabelmillError, with_context
+from labelmill.jsonio import read_json, write_json
 from labelmill.layout import eval_dir, run_path, student_dir
 from labelmill.report import render_report
-from labelmill.status import read_json, vote_lineage
+from labelmill.status import vote_lineage
 
 
 @dataclass
@@ -79,8 +80,11 @@ def run_whole(config: LabelmillConfig) -> RunSummary:
         started = time.perf_counter()
         try:
             result = fn()
-        except (ValueError, RuntimeError) as error:
-            raise type(error)(f"stage {name!r} failed: {error}") from error
+        except Exception as error:  # our errors keep their kind (exit code), Ray's become JobError
+            cause = as_job_error(error, f"stage {name!r}")
+            if not isinstance(cause, LabelmillError):
+                raise  # a bug: its own traceback
+            raise with_context(cause, f"stage {name!r} failed") from error
         seconds = time.perf_counter() - started
         text = render(result)
         summary.stages.append({"stage": name, "seconds": seconds, "text": text})

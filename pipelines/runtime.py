@@ -7,6 +7,25 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from labelmill.config import RayConfig
+from labelmill.errors import JobError, LabelmillError
+
+
+def as_job_error(error: BaseException, what: str) -> BaseException:
+    """``error`` as labelmill reports it: our own errors unchanged, a Ray failure as a JobError.
+
+    Ray wraps a task's exception (``RayTaskError``, also an instance of the task's exception
+    class), so a config or input error raised inside a UDF keeps its kind and exit code. Any
+    other Ray error (an actor or a node that died, an object that was lost) is the job failing,
+    not a bug in labelmill: a JobError naming the stage. Everything else is returned as is (a
+    bug surfaces with its traceback).
+    """
+    if isinstance(error, LabelmillError):
+        return error
+    from ray.exceptions import RayError
+
+    if isinstance(error, RayError):
+        return JobError(f"{what} failed in Ray: {type(error).__name__}: {error}")
+    return error
 
 
 @contextmanager

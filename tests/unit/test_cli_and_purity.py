@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 from labelmill.pipelines.cli import main
 
+from labelmill.errors import ConfigError, InputError, JobError, LabelmillError
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -147,19 +149,63 @@ def test_verbose_and_quiet_flags(capsys: pytest.CaptureFixture[str]) -> None:
     assert "not allowed with argument" in capsys.readouterr().err
 
 
-def test_job_error_names_the_log_file(
-    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def _run_cli_with_failing_job(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, error: BaseException
+) -> int:
     import labelmill.pipelines.cli as cli
 
     def fail(command: str, config: object, console: object, dry_run: bool = False) -> None:
-        raise ValueError("corpus.uri 'x.parquet' does not exist")
+        raise error
 
     monkeypatch.setattr(cli, "_run_job", fail)
     config = str(REPO / "configs" / "demo.yaml")
-    out = tmp_path / "run"
-    assert main(["label", config, "--set", f"output_uri={out}"]) == 2
+    return main(["label", config, "--set", f"output_uri={tmp_path / 'run'}"])
+
+
+def test_job_error_names_the_log_file(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    error = InputError("corpus.uri 'x.parquet' does not exist")
+    assert _run_cli_with_failing_job(monkeypatch, tmp_path, error) == 2
     err = capsys.readouterr().err
     assert "labelmill: corpus.uri 'x.parquet' does not exist" in err
-    logs = list((out / "logs").glob("label-*.log"))
+    assert "Traceback" not in err
+    logs = list((tmp_path / "run" / "logs").glob("label-*.log"))
     assert len(logs) == 1 and f"engine logs: {logs[0]}" in err
+
+
+@pytest.mark.parametrize(
+    ("error", "code", "shown"),
+    [
+        (ConfigError("teachers.0.name must not contain '/', got 'a/b'"), 2, "teachers.0.name"),
+        (JobError("engine died"), 1, "labelmill: engine died"),
+        (ValueError("shapes (3,) and (4,) differ"), 1, "internal error (ValueError): shapes"),
+        (KeyError("k"), 1, "internal error (KeyError)"),
+    ],
+)
+def test_exit_codes_follow_the_error_kind(
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    error: BaseException,
+    code: int,
+    shown: str,
+) -> None:
+    assert _run_cli_with_failing_job(monkeypatch, tmp_path, error) == code
+    err = capsys.readouterr().err
+    assert shown in err
+    # a bug (not raised on purpose) shows its traceback; our own errors do not
+    assert ("Traceback" in err) == (not isinstance(error, LabelmillError))
+
+
+def test_ray_errors_become_job_errors() -> None:
+    from labelmill.pipelines.runtime import as_job_error
+    from ray.exceptions import ActorDiedError, RayTaskError
+
+    died = as_job_error(ActorDiedError(), "label")
+    assert isinstance(died, JobError) and str(died).startswith("label failed in Ray: ActorDied")
+    # a task that raised our InputError keeps its kind (and so its exit code)
+    wrapped = RayTaskError("udf", "Traceback ...", InputError("bad column")).as_instanceof_cause()
+    assert isinstance(as_job_error(wrapped, "label"), InputError)
+    bug = ValueError("x")
+    assert as_job_error(bug, "label") is bug
