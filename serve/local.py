@@ -6,6 +6,7 @@ import os
 import time
 from typing import Any
 
+from labelmill.errors import ConfigError
 from labelmill.serve_config import ServeConfig
 
 
@@ -26,7 +27,7 @@ def start_endpoint(
     load_student_metadata(config.model_dir)
     env = config.auth.api_key_env
     if env is not None and not os.environ.get(env):
-        raise ValueError(f"auth.api_key_env is {env!r} but that variable is unset or empty")
+        raise ConfigError(f"auth.api_key_env is {env!r} but that variable is unset or empty")
 
     import ray
     from labelmill.serve.app import build_app

@@ -17,6 +17,8 @@ from typing import Any
 import numpy as np
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from labelmill.errors import InputError
+
 # Schema identity of labelmill.json (not configuration): bump when its layout changes.
 _FORMAT_VERSION = 1
 _METADATA_FILE = "labelmill.json"
@@ -197,30 +199,30 @@ def load_student_metadata(model_dir: str | Path) -> dict[str, Any]:
     """
     path = Path(model_dir) / _METADATA_FILE
     if not path.is_file():
-        raise ValueError(f"no {_METADATA_FILE} in {str(model_dir)!r}")
+        raise InputError(f"no {_METADATA_FILE} in {str(model_dir)!r}")
     try:
         meta = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ValueError(f"cannot read {str(path)!r}: {exc}") from exc
+        raise InputError(f"cannot read {str(path)!r}: {exc}") from exc
     if not isinstance(meta, dict):
-        raise ValueError(f"{_METADATA_FILE} must hold a JSON object, got {type(meta).__name__}")
+        raise InputError(f"{_METADATA_FILE} must hold a JSON object, got {type(meta).__name__}")
     missing = [key for key in _REQUIRED_KEYS if key not in meta]
     if missing:
-        raise ValueError(f"{_METADATA_FILE} lacks keys {missing}, got {sorted(meta)}")
+        raise InputError(f"{_METADATA_FILE} lacks keys {missing}, got {sorted(meta)}")
     if meta["format_version"] != _FORMAT_VERSION:
-        raise ValueError(
+        raise InputError(
             f"unsupported format_version {meta['format_version']!r}, expected {_FORMAT_VERSION}"
         )
     taxonomy = meta["taxonomy"]
     if not isinstance(taxonomy, dict) or not {"names", "version"} <= set(taxonomy):
-        raise ValueError(f"taxonomy must hold 'names' and 'version', got {taxonomy!r}")
+        raise InputError(f"taxonomy must hold 'names' and 'version', got {taxonomy!r}")
     names = taxonomy["names"]
     if not isinstance(names, list) or not names or any(not isinstance(n, str) for n in names):
-        raise ValueError(f"taxonomy names must be a non-empty list of str, got {names!r}")
+        raise InputError(f"taxonomy names must be a non-empty list of str, got {names!r}")
     if not isinstance(meta["thresholds"], list) or len(meta["thresholds"]) != len(names):
         got = meta["thresholds"]
         count = len(got) if isinstance(got, list) else type(got).__name__
-        raise ValueError(f"thresholds must have {len(names)} entries (one per label), got {count}")
+        raise InputError(f"thresholds must have {len(names)} entries (one per label), got {count}")
     meta["thresholds"] = _check_thresholds(meta["thresholds"], len(names))
     if "descriptions" in taxonomy:
         taxonomy["descriptions"] = _check_descriptions(taxonomy["descriptions"], len(names))
@@ -229,10 +231,10 @@ def load_student_metadata(model_dir: str | Path) -> dict[str, Any]:
         try:
             config = json.loads(config_path.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise ValueError(f"cannot read {str(config_path)!r}: {exc}") from exc
+            raise InputError(f"cannot read {str(config_path)!r}: {exc}") from exc
         id2label = config.get("id2label", {}) if isinstance(config, dict) else {}
         if len(id2label) != len(names):
-            raise ValueError(
+            raise InputError(
                 f"config.json has {len(id2label)} labels but {_METADATA_FILE} has {len(names)}"
             )
     return meta

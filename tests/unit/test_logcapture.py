@@ -42,7 +42,8 @@ def run(out: Path, mode: str) -> tuple[subprocess.CompletedProcess[str], str]:
     result = subprocess.run(
         [sys.executable, "-c", SCRIPT, str(out), mode], capture_output=True, text=True, check=True
     )
-    log_uri = result.stderr.strip().splitlines()[-1]
+    # the console's line: with tee the pump may echo engine lines after it, so not always last
+    log_uri = next(line for line in result.stderr.splitlines() if line.endswith(".log"))
     return result, Path(log_uri).read_text(encoding="utf-8")
 
 
