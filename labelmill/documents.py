@@ -20,35 +20,50 @@ def content_id(text: str | bytes | None) -> str:
 
 @dataclass(frozen=True)
 class CheckedText:
-    """The text to send to a teacher (empty when unusable) and why it is unusable, if it is."""
+    """The text to send to a teacher (empty when unusable) and why it is unusable, if it is.
+
+    ``kind`` names the class of problem for callers that map it to their own codes (the
+    endpoint's 422 codes): ``missing``, ``not_a_string``, ``invalid_unicode``, ``empty``.
+    """
 
     text: str
     error: str | None
+    kind: str | None = None
 
 
 def check_text(value: Any) -> CheckedText:
-    """Validate one raw text cell.
+    """Validate one raw text cell: the one "is this usable text" rule of labelmill.
 
     Errors: missing (null) text, text that is not a string, bytes that are not valid UTF-8,
     strings carrying lone surrogates (undecodable bytes smuggled through), empty or
     whitespace-only text.
     """
     if value is None:
-        return CheckedText("", "missing text")
+        return CheckedText("", "missing text", "missing")
     if isinstance(value, bytes | bytearray):
         try:
             value = bytes(value).decode("utf-8")
         except UnicodeDecodeError as error:
-            return CheckedText("", f"invalid UTF-8 at byte {error.start}")
+            return CheckedText("", f"invalid UTF-8 at byte {error.start}", "invalid_unicode")
     if not isinstance(value, str):
-        return CheckedText("", f"text is a {type(value).__name__}, not a string")
+        return CheckedText("", f"text is a {type(value).__name__}, not a string", "not_a_string")
     try:
         value.encode("utf-8")
     except UnicodeEncodeError as error:
-        return CheckedText("", f"invalid UTF-8 (lone surrogate at char {error.start})")
+        return CheckedText(
+            "",
+            f"invalid UTF-8 (lone surrogate U+{ord(value[error.start]):04X} at character "
+            f"{error.start})",
+            "invalid_unicode",
+        )
     if not value.strip():
-        return CheckedText("", "empty text")
+        return CheckedText("", "empty text", "empty")
     return CheckedText(value, None)
+
+
+def is_usable_text(value: Any) -> bool:
+    """Whether :func:`check_text` accepts ``value`` (a non-empty, valid Unicode string)."""
+    return check_text(value).error is None
 
 
 class Tokenizer(Protocol):

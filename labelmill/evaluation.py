@@ -52,6 +52,7 @@ from labelmill.metrics import (
     reliability_curve,
     roc_auc_per_label,
 )
+from labelmill.taxonomy import multi_hot
 
 # Schema identity of metrics.json (not configuration): bump when its layout changes.
 FORMAT_VERSION = 1
@@ -68,16 +69,10 @@ _SCALARS = (
 
 def gold_matrix(gold: Sequence[Sequence[str]], names: Sequence[str]) -> np.ndarray:
     """Gold label-name lists -> multi-hot targets. gold: N lists -> (N, K) float64 0/1."""
-    index = {name: k for k, name in enumerate(names)}
-    y = np.zeros((len(gold), len(names)), dtype=np.float64)
-    for n, labels in enumerate(gold):
-        if labels is None or isinstance(labels, str):
-            raise ValueError(f"gold[{n}] must be a list of label names, got {labels!r}")
-        for label in labels:
-            if label not in index:
-                raise ValueError(f"gold[{n}] has label {label!r}, which is not in the taxonomy")
-            y[n, index[label]] = 1.0
-    return y
+    missing = next((n for n, labels in enumerate(gold) if labels is None), None)
+    if missing is not None:
+        raise ValueError(f"gold[{missing}] must be a list of label names, got None")
+    return multi_hot(gold, names, what="gold label")[0]
 
 
 def probs_matrix(cells: Sequence[Sequence[float | None] | None], n_labels: int) -> np.ndarray:

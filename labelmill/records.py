@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
 import pyarrow as pa
 
 VOTE_KEY_COLUMNS = ("id", "teacher", "prompt_hash", "taxonomy_version")
@@ -29,6 +32,34 @@ def vote_schema() -> pa.Schema:
     )
 
 
-def vote_key(row: dict) -> str:
-    """The resume key of a vote row: id, teacher, prompt hash and taxonomy version."""
-    return "\x1f".join(str(row[column]) for column in VOTE_KEY_COLUMNS)
+_OLDEST = datetime.min.replace(tzinfo=UTC)
+
+
+def votes_that_count(
+    teachers: Sequence[int], created_at: Sequence[datetime | None], lineage: Sequence[str]
+) -> dict[int, int]:
+    """The de-duplication policy: which of a document's vote rows counts for each teacher.
+
+    A document may hold several votes of one teacher (a campaign relabel, a rerun with another
+    prompt). The latest ``created_at`` counts (a missing time is the oldest); ties go to the
+    greater lineage JSON, so the choice never depends on the order rows arrive in.
+
+    teachers, created_at, lineage: (V,) per vote row -> {teacher: index of the row that counts}.
+
+    Example:
+        >>> t0, t1 = datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 1, 2, tzinfo=UTC)
+        >>> votes_that_count([0, 0, 1, 1], [t0, t1, None, None], ["a", "a", "x", "y"])
+        {0: 1, 1: 3}
+    """
+    if not len(teachers) == len(created_at) == len(lineage):
+        raise ValueError(
+            f"teachers, created_at and lineage must have one entry per vote, got "
+            f"{len(teachers)}, {len(created_at)}, {len(lineage)}"
+        )
+    best: dict[int, tuple[datetime, str, int]] = {}
+    for i, (teacher, at, line) in enumerate(zip(teachers, created_at, lineage, strict=True)):
+        key = (at or _OLDEST, line, i)
+        kept = best.get(teacher)
+        if kept is None or key[:2] > kept[:2]:
+            best[teacher] = key
+    return {teacher: key[2] for teacher, key in best.items()}

@@ -37,6 +37,8 @@ from typing import Any
 
 import numpy as np
 
+from labelmill.documents import check_text
+
 _REQUEST_KEYS = {"text", "texts", "threshold", "top_k"}
 _ESCAPED = re.compile(rb"\\.", re.DOTALL)
 _STRING = re.compile(rb'"[^"]*"')
@@ -81,18 +83,22 @@ def json_depth(raw: bytes) -> int:
     return int(np.cumsum(steps).max())
 
 
-def check_text(name: str, text: str) -> None:
-    """Raise a 422 ``invalid_text`` naming ``name`` when ``text`` is not valid Unicode."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError as error:
-        point = ord(text[error.start])
+def check_request_text(name: str, text: object) -> None:
+    """Raise the 422 naming ``name`` when ``text`` is not usable (the rule of
+    :func:`labelmill.documents.check_text`): ``invalid_request`` for a non-string,
+    ``invalid_text`` for invalid Unicode, ``empty_text`` for empty or whitespace-only text."""
+    checked = check_text(text if isinstance(text, str) else None)
+    if not isinstance(text, str):
         raise RequestError(
-            422,
-            "invalid_text",
-            f"{name} holds a lone surrogate U+{point:04X} at character {error.start}: texts "
-            "must be valid Unicode",
-        ) from None
+            422, "invalid_request", f"{name} must be a string, got {type(text).__name__}"
+        )
+    if checked.kind == "invalid_unicode":
+        detail = checked.error.split("(", 1)[-1].rstrip(")")
+        raise RequestError(
+            422, "invalid_text", f"{name} holds a {detail}: texts must be valid Unicode"
+        )
+    if checked.kind == "empty":
+        raise RequestError(422, "empty_text", f"{name} is empty")
 
 
 def parse_classify_request(raw: bytes, max_texts: int, max_depth: int = 8) -> ClassifyRequest:
@@ -144,13 +150,7 @@ def parse_classify_request(raw: bytes, max_texts: int, max_depth: int = 8) -> Cl
             )
         where = [f"texts[{i}]" for i in range(len(texts))]
     for name, text in zip(where, texts, strict=True):
-        if not isinstance(text, str):
-            raise RequestError(
-                422, "invalid_request", f"{name} must be a string, got {type(text).__name__}"
-            )
-        check_text(name, text)
-        if not text.strip():
-            raise RequestError(422, "empty_text", f"{name} is empty")
+        check_request_text(name, text)
     return ClassifyRequest(
         texts=texts,
         threshold=_check_threshold(body.get("threshold")),

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+
+import numpy as np
 
 from labelmill.config import TaxonomyConfig
 
@@ -46,7 +49,39 @@ class Taxonomy:
 
     def to_multi_hot(self, labels: list[str]) -> list[int]:
         """labels -> (K,) 0/1 list aligned with ``names``; unknown labels raise ``ValueError``."""
-        hot = [0] * len(self.names)
+        return [int(v) for v in multi_hot([labels], self.names)[0][0]]
+
+
+def multi_hot(
+    label_lists: Sequence[Sequence[str] | None],
+    names: Sequence[str] | Mapping[str, int],
+    what: str = "label",
+) -> tuple[np.ndarray, np.ndarray]:
+    """Label-name lists -> multi-hot rows and a has-labels mask: the one encoding of label sets.
+
+    label_lists: (N,) lists of names, or None for "no labels known" -> ((N, K) float64 0/1 with a
+    zero row where None, (N,) bool False where None). ``names`` is the taxonomy order (or a
+    name -> column index). A name outside it raises ``ValueError`` naming ``what``, the row and the
+    name: gold is restricted to the taxonomy when it is read and teacher answers when they are
+    parsed, so an unknown name here is a broken input, not something to skip.
+
+    Example:
+        >>> hot, has = multi_hot([["b"], None, ["a", "b"]], ["a", "b"])
+        >>> hot.tolist(), has.tolist()
+        ([[0.0, 1.0], [0.0, 0.0], [1.0, 1.0]], [True, False, True])
+    """
+    index = names if isinstance(names, Mapping) else {n: k for k, n in enumerate(names)}
+    out = np.zeros((len(label_lists), len(index)), dtype=np.float64)
+    has = np.zeros(len(label_lists), dtype=bool)
+    for n, labels in enumerate(label_lists):
+        if labels is None:
+            continue
+        if isinstance(labels, str):
+            raise ValueError(f"{what}s[{n}] must be a list of label names, got {labels!r}")
+        has[n] = True
         for name in labels:
-            hot[self.index(name)] = 1
-        return hot
+            k = index.get(name)
+            if k is None:
+                raise ValueError(f"{what} {name!r} is not in the taxonomy (row {n})")
+            out[n, k] = 1.0
+    return out, has

@@ -25,6 +25,7 @@ import numpy as np
 import pyarrow as pa
 
 from labelmill._validation import check_probs, check_votes
+from labelmill.taxonomy import multi_hot
 
 
 def label_index(names: Sequence[str]) -> dict[str, int]:
@@ -62,13 +63,7 @@ def vote_vector(
         return vec
     if labels is None:
         raise ValueError("a vote without error needs probs or labels, got neither")
-    vec = np.zeros(n_labels)
-    for name in labels:
-        k = index.get(name)
-        if k is None:
-            raise ValueError(f"vote label {name!r} is not in the taxonomy")
-        vec[k] = 1.0
-    return vec
+    return multi_hot([labels], index, what="vote label")[0][0]
 
 
 def vector_to_cell(vec: np.ndarray | None) -> list[float | None] | None:
@@ -112,28 +107,6 @@ def votes_from_teacher_probs(column: Any, n_teachers: int, n_labels: int) -> np.
     out = np.full((n_docs * n_teachers, n_labels), np.nan)
     out[present] = np.asarray(values, dtype=np.float64).reshape(-1, n_labels)
     return check_votes(out.reshape(n_docs, n_teachers, n_labels), "teacher_probs")
-
-
-def gold_matrix(
-    golds: Sequence[Sequence[str] | None], index: Mapping[str, int]
-) -> tuple[np.ndarray, np.ndarray]:
-    """Gold label lists -> multi-hot and a has-gold mask.
-
-    golds: (N,) lists of names or None -> ((N, K) 0/1 with 0 rows where None, (N,) bool)
-    A name outside the taxonomy raises ``ValueError`` naming it.
-    """
-    out = np.zeros((len(golds), len(index)))
-    has = np.zeros(len(golds), dtype=bool)
-    for n, labels in enumerate(golds):
-        if labels is None:
-            continue
-        has[n] = True
-        for name in labels:
-            k = index.get(name)
-            if k is None:
-                raise ValueError(f"gold label {name!r} is not in the taxonomy")
-            out[n, k] = 1.0
-    return out, has
 
 
 def hard_reference(probs: Any, threshold: float) -> np.ndarray:

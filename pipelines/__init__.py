@@ -1,1 +1,2 @@
-"""Ray Data jobs: thin edges around the pure `labelmill` core."""
+"""Ray edges (installed as ``labelmill.pipelines``): the CLI and the Ray Data / Ray Train jobs,
+thin maps of the pure ``labelmill`` core over datasets."""

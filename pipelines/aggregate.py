@@ -57,7 +57,7 @@ from labelmill.aggregation import (
     weighted_vote,
 )
 from labelmill.config import LabelmillConfig
-from labelmill.errors import JobError
+from labelmill.errors import ConfigError, InputError, JobError
 from labelmill.layout import aggregate_file_uri, aggregate_labels_uri
 from labelmill.taxonomy import Taxonomy
 from labelmill.vote_matrix import confusion_counts, hard_reference, smoothed_rates
@@ -152,7 +152,7 @@ def resolve_teachers(config: LabelmillConfig) -> list[str]:
             if t.name not in campaign or list_vote_parts(config.output_uri, t.name)
         ]
     if not names or len(set(names)) != len(names):
-        raise ValueError(f"aggregate.teachers must be distinct names, at least one, got {names!r}")
+        raise ConfigError(f"aggregate.teachers must be distinct names, at least one, got {names!r}")
     return list(names)
 
 
@@ -224,7 +224,7 @@ def configured_weights(config: LabelmillConfig, teachers: list[str], n_labels: i
     given = config.aggregate.teacher_weights or {}
     missing = [t for t in teachers if t not in given]
     if missing:
-        raise ValueError(f"aggregate.teacher_weights has no weight for teachers {missing}")
+        raise ConfigError(f"aggregate.teacher_weights has no weight for teachers {missing}")
     return np.repeat(np.array([[given[t]] for t in teachers]), n_labels, axis=1)
 
 
@@ -383,7 +383,7 @@ def run_aggregate_job(config: LabelmillConfig) -> AggregateJobSummary:
     vote_files = [list_vote_parts(config.output_uri, t) for t in teachers]
     missing = [t for t, files in zip(teachers, vote_files, strict=True) if not files]
     if missing:
-        raise ValueError(f"no vote files for teachers {missing} under {config.output_uri!r}/votes")
+        raise InputError(f"no vote files for teachers {missing} under {config.output_uri!r}/votes")
     if cfg.method == "weighted" and cfg.teacher_weights is not None:
         configured_weights(config, teachers, len(taxonomy))  # fail before any work
     use_gold = cfg.use_gold_seed and has_gold(config) and config.gold.seed_fraction > 0
@@ -406,7 +406,7 @@ def run_aggregate_job(config: LabelmillConfig) -> AggregateJobSummary:
         cpus = config.ray.light_stage_cpus
         rows_in = read_corpus(corpus_without_gold_column(config.corpus), cpus).count()
         if rows_in == 0:
-            raise ValueError(f"corpus {config.corpus.uri!r} has no documents")
+            raise InputError(f"corpus {config.corpus.uri!r} has no documents")
         partitions = cfg.num_partitions or max(1, int(ray.cluster_resources().get("CPU", 1)))
         ds = assemble_votes(config, teachers, vote_files, taxonomy.version, partitions)
         ds = ds.materialize()

@@ -21,7 +21,6 @@ import json
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 import fsspec
@@ -35,8 +34,9 @@ from labelmill.pipelines.votes_io import votes_dir
 
 from labelmill.aggregation import agreement, n_teachers
 from labelmill.config import LabelmillConfig
+from labelmill.records import votes_that_count
+from labelmill.taxonomy import multi_hot
 from labelmill.vote_matrix import (
-    gold_matrix,
     label_index,
     vector_to_cell,
     vote_vector,
@@ -189,23 +189,21 @@ def read_teacher_votes(output_uri: str, teacher: str, files: list[str], cpus: fl
 def assemble_group(group: pa.Table, n_teachers: int) -> pa.Table:
     """map_groups UDF: all rows of one id -> one assembled row per corpus row of that id.
 
-    Gold comes from the first gold row; per teacher the vote with the latest ``created_at``
-    (ties: the greater lineage JSON) is kept. No corpus row: nothing (votes for unknown ids).
+    Gold comes from the first gold row; per teacher the vote that counts is kept
+    (:func:`labelmill.records.votes_that_count`). No corpus row: nothing (votes for unknown ids).
     """
     rows = group.to_pylist()
     docs = [r for r in rows if r["kind"] == DOC]
     if not docs:
         return assembled_schema().empty_table()
     gold = next((r for r in rows if r["kind"] == GOLD), None)
-    oldest = datetime.min.replace(tzinfo=UTC)
-    latest: dict[int, dict[str, Any]] = {}
-    for row in rows:
-        if row["kind"] != VOTE:
-            continue
-        key = (row["created_at"] or oldest, row["lineage"])
-        kept = latest.get(row["teacher"])
-        if kept is None or key > (kept["created_at"] or oldest, kept["lineage"]):
-            latest[row["teacher"]] = row
+    votes = [r for r in rows if r["kind"] == VOTE]
+    counted = votes_that_count(
+        [v["teacher"] for v in votes],
+        [v["created_at"] for v in votes],
+        [v["lineage"] for v in votes],
+    )
+    latest = {teacher: votes[i] for teacher, i in counted.items()}
     cells: list[list[float | None] | None] = [None] * n_teachers
     lineage = []
     for t in range(n_teachers):
@@ -301,7 +299,7 @@ def batch_arrays(
     votes = votes_from_teacher_probs(batch["teacher_probs"], len(spec.teachers), len(spec.names))
     if not spec.use_gold:
         return votes, None, None
-    gold, has = gold_matrix(batch["gold"].to_pylist(), label_index(spec.names))
+    gold, has = multi_hot(batch["gold"].to_pylist(), spec.names, what="gold label")
     seed = np.asarray(batch["gold_seed"].fill_null(False).to_numpy(zero_copy_only=False))
     return votes, gold, has & seed.astype(bool)
 

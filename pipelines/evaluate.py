@@ -82,13 +82,12 @@ def _system_threshold_stats(batch: pa.Table, n_teachers: int, names: list[str]) 
     import pickle
 
     from labelmill.aggregation import threshold_stats
-    from labelmill.vote_matrix import gold_matrix as gold_multi_hot
-    from labelmill.vote_matrix import label_index, votes_from_teacher_probs
+    from labelmill.taxonomy import multi_hot
+    from labelmill.vote_matrix import votes_from_teacher_probs
 
-    index = label_index(names)
     seed = np.asarray(batch["gold_seed"].fill_null(False).to_numpy(zero_copy_only=False), bool)
     golds = [g if s else None for g, s in zip(batch["gold"].to_pylist(), seed, strict=True)]
-    gold, has = gold_multi_hot([_known(g, index) for g in golds], index)
+    gold, has = multi_hot(golds, names, what="gold label")
     systems = [
         votes_from_teacher_probs(batch["teacher_probs"], n_teachers, len(names))[:, t]
         for t in range(n_teachers)
@@ -96,11 +95,6 @@ def _system_threshold_stats(batch: pa.Table, n_teachers: int, names: list[str]) 
     systems.append(probs_matrix(batch["probs"].to_pylist(), len(names)))
     stats = [threshold_stats(p, gold, has) for p in systems]
     return pa.table({"blob": [pickle.dumps(stats)]})
-
-
-def _known(labels: list[str] | None, index: dict[str, int]) -> list[str] | None:
-    """Gold labels outside the taxonomy are ignored (as everywhere in evaluation)."""
-    return None if labels is None else [name for name in labels if name in index]
 
 
 def system_thresholds(

@@ -1,1 +1,2 @@
-"""Ray Serve app for the student classifier (later issue)."""
+"""Ray Serve edge (installed as ``labelmill.serve``): the student endpoint with its cascade to a
+teacher. ``app.build_app`` is the application builder; ``local`` runs it for ``labelmill serve``."""

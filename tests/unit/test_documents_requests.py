@@ -48,7 +48,7 @@ def test_content_id_is_stable_and_distinct() -> None:
         (None, "", "missing text"),
         ("   \n", "", "empty text"),
         (b"ab\xff", "", "invalid UTF-8 at byte 2"),
-        ("x\udcff", "", "invalid UTF-8 (lone surrogate at char 1)"),
+        ("x\udcff", "", "invalid UTF-8 (lone surrogate U+DCFF at character 1)"),
         (42, "", "text is a int, not a string"),
     ],
 )

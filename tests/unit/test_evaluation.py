@@ -166,9 +166,11 @@ def test_error_paths() -> None:
         score_system("teacher", y, p * 3, 0.5, NAMES)
     with pytest.raises(ValueError, match=r"row 0 have 3 entries, expected 2"):
         probs_matrix([[0.1, 0.2, 0.3]], 2)
-    with pytest.raises(ValueError, match=r"label 'zzz', which is not in the taxonomy"):
+    with pytest.raises(ValueError, match=r"gold label 'zzz' is not in the taxonomy \(row 0\)"):
         gold_matrix([["zzz"]], NAMES)
-    with pytest.raises(ValueError, match=r"gold\[0\] must be a list of label names, got 'a'"):
+    with pytest.raises(
+        ValueError, match=r"gold labels\[0\] must be a list of label names, got 'a'"
+    ):
         gold_matrix(["a"], NAMES)
     with pytest.raises(ValueError, match=r"at least one scored system"):
         build_metrics_document(NAMES, "v1", 4, {}, {}, "now")

@@ -7,9 +7,9 @@ import pyarrow as pa
 import pytest
 
 from labelmill.aggregation import DSParams, param_change
+from labelmill.taxonomy import multi_hot
 from labelmill.vote_matrix import (
     confusion_counts,
-    gold_matrix,
     hard_reference,
     label_index,
     smoothed_rates,
@@ -98,12 +98,14 @@ def test_votes_from_teacher_probs_errors() -> None:
         votes_from_teacher_probs(pa.array([[[2.0, 0.0, 0.0]]], typ), 1, 3)
 
 
-def test_gold_matrix() -> None:
-    gold, has = gold_matrix([["b"], None, []], INDEX)
+def test_multi_hot() -> None:
+    gold, has = multi_hot([["b"], None, []], INDEX)
     np.testing.assert_array_equal(gold, [[0, 1, 0], [0, 0, 0], [0, 0, 0]])
     np.testing.assert_array_equal(has, [True, False, True])
-    with pytest.raises(ValueError, match="gold label 'q' is not in the taxonomy"):
-        gold_matrix([["q"]], INDEX)
+    with pytest.raises(ValueError, match=r"gold label 'q' is not in the taxonomy \(row 1\)"):
+        multi_hot([["a"], ["q"]], INDEX, what="gold label")
+    with pytest.raises(ValueError, match=r"labels\[0\] must be a list of label names, got 'a'"):
+        multi_hot(["a"], INDEX)
 
 
 def test_hard_reference() -> None:

@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 import pytest
 
 from labelmill.config import LabelConfig, TaxonomyConfig, TeacherConfig
+from labelmill.records import votes_that_count
 from labelmill.requests import TeacherPlan
 from labelmill.taxonomy import Taxonomy
 from labelmill.votes import score_vote, set_vote
@@ -103,3 +104,22 @@ def test_score_vote_prep_error_and_bad_input() -> None:
         score_vote(plan("score"), [], NOW)
     with pytest.raises(ValueError, match=r"label_index 5 out of range for 2 labels"):
         score_vote(plan("score"), [result(label_index=5, top_logprobs_json=top(0.5))], NOW)
+
+
+def test_votes_that_count_latest_then_lineage() -> None:
+    t0, t1 = datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 1, 2, tzinfo=UTC)
+    # teacher 0: the later vote counts; teacher 1: same time, the greater lineage JSON counts;
+    # teacher 2: a vote without a time loses to one with a time
+    teachers = [0, 0, 1, 1, 2, 2]
+    times = [t1, t0, t0, t0, None, t0]
+    lineage = ["a", "b", '{"p": "2"}', '{"p": "1"}', "z", "a"]
+    assert votes_that_count(teachers, times, lineage) == {0: 0, 1: 2, 2: 5}
+    # the choice does not depend on row order
+    order = [5, 3, 1, 4, 0, 2]
+    picked = votes_that_count(
+        [teachers[i] for i in order], [times[i] for i in order], [lineage[i] for i in order]
+    )
+    assert {t: order[i] for t, i in picked.items()} == {0: 0, 1: 2, 2: 5}
+    assert votes_that_count([], [], []) == {}
+    with pytest.raises(ValueError, match="one entry per vote, got 2, 1, 2"):
+        votes_that_count([0, 1], [t0], ["a", "b"])
