@@ -8,18 +8,15 @@ probabilities in [0, 1], NaN for an abstention. Three estimators share one inter
 probabilities into labels with one threshold per label.
 """
 
-from labelmill.aggregation.dawid_skene import (
-    DawidSkene,
-    EMFit,
+from labelmill.aggregation.dawid_skene import DawidSkene, EMFit, fit_em, reliability_table
+from labelmill.aggregation.ds_steps import (
     dawid_skene_e_step,
     dawid_skene_init_posteriors,
     dawid_skene_m_step,
     dawid_skene_seed_stats,
     dawid_skene_shard_stats,
     dawid_skene_suff_stats,
-    fit_em,
     param_change,
-    reliability_table,
     score_teachers_of,
 )
 from labelmill.aggregation.thresholds import (
