@@ -95,7 +95,14 @@ def teacher_stage(
 ) -> tuple[str, Callable[[Any], Any]]:
     """A teacher's resume hash and its stage: a dataset of (id, text) -> vote records."""
     if plan.teacher.kind == "embedding":
-        run = EmbeddingTeacherRun(config, plan, corpus, cpus)
+        run = EmbeddingTeacherRun(
+            plan,
+            corpus,
+            cpus,
+            output_uri=config.output_uri,
+            gold=config.gold,
+            corpus_config=config.corpus,
+        )
         return run.prompt_hash, run.votes
     if isinstance(plan.teacher, RulesTeacherConfig):
         return rules_stage(plan.teacher, plan.taxonomy, cpus)

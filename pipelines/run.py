@@ -19,10 +19,9 @@ from typing import Any
 
 import fsspec
 from labelmill.pipelines.campaign_labeler import write_json
-from labelmill.pipelines.gold import has_gold
 from labelmill.pipelines.runtime import ray_session
 
-from labelmill.config import LabelmillConfig
+from labelmill.config import LabelmillConfig, has_gold
 from labelmill.console import current, format_duration, format_label_summary
 from labelmill.console import stage as console_stage
 from labelmill.layout import eval_dir, run_path, student_dir
@@ -116,7 +115,7 @@ def run_whole(config: LabelmillConfig) -> RunSummary:
             lambda: _distill(config, run_distill_job),
             lambda s: s.render(),
         )
-        if has_gold(config):
+        if has_gold(config.gold, config.corpus):
             stage(
                 "evaluate",
                 "every teacher, the aggregate and the student on held-out gold",

@@ -13,7 +13,7 @@ predict), :mod:`.campaign`, :mod:`.root` (LabelmillConfig) and :mod:`.loader`.
 
 from labelmill.config.base import StrictModel, TeacherBase
 from labelmill.config.campaign import BudgetConfig, CampaignConfig, TeacherBudgetConfig
-from labelmill.config.corpus import CorpusConfig, GoldConfig, infer_format
+from labelmill.config.corpus import CorpusConfig, GoldConfig, has_gold, infer_format
 from labelmill.config.loader import (
     apply_override,
     format_validation_error,
@@ -78,6 +78,7 @@ __all__ = [
     "VllmTeacherConfig",
     "apply_override",
     "format_validation_error",
+    "has_gold",
     "infer_format",
     "kinds_with_field",
     "load_config",

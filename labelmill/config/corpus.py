@@ -46,6 +46,11 @@ class CorpusConfig(StrictModel):
         return self.format or infer_format(self.uri) or ""
 
 
+def has_gold(gold: GoldConfig, corpus: CorpusConfig) -> bool:
+    """Whether any gold labels are configured (a gold file or a corpus gold column)."""
+    return gold.uri is not None or corpus.gold_column is not None
+
+
 def infer_format(uri: str) -> str | None:
     """Map a URI's extension to a corpus format; ``None`` when it has no known extension."""
     lowered = uri.lower().rstrip("/")

@@ -6,7 +6,7 @@ from pydantic import Field, model_validator
 
 from labelmill.config.base import StrictModel
 from labelmill.config.campaign import CampaignConfig
-from labelmill.config.corpus import CorpusConfig, GoldConfig
+from labelmill.config.corpus import CorpusConfig, GoldConfig, has_gold
 from labelmill.config.rules import RulesTeacherConfig
 from labelmill.config.stages import (
     AggregateConfig,
@@ -49,11 +49,6 @@ class LabelmillConfig(StrictModel):
         default_factory=CampaignConfig, description="Budgeted relabeling rounds."
     )
 
-    @property
-    def has_gold(self) -> bool:
-        """Whether gold labels are configured (a gold file or a corpus gold column)."""
-        return self.gold.uri is not None or self.corpus.gold_column is not None
-
     @model_validator(mode="after")
     def _teacher_checks(self) -> LabelmillConfig:
         names = [t.name for t in self.teachers]
@@ -77,7 +72,7 @@ class LabelmillConfig(StrictModel):
                             f"teachers.{i}.rules.{label}: label {label!r} is not in the taxonomy"
                         )
             elif isinstance(teacher, EmbeddingTeacherKindConfig):
-                seeded = self.has_gold and self.gold.seed_fraction > 0
+                seeded = has_gold(self.gold, self.corpus) and self.gold.seed_fraction > 0
                 if teacher.embedding.calibration == "platt" and not seeded:
                     raise ValueError(
                         f"teachers.{i}.embedding.calibration: 'platt' needs gold seed documents: "
