@@ -159,7 +159,7 @@ def main(argv: list[str] | None = None) -> None:
     def config_for(run: Path, strategy: str) -> Any:
         return trees.config(
             corpus,
-            [trees.llm_teacher("unused-placeholder", "set"), strong],
+            [strong],
             run,
             aggregate={"method": "dawid_skene", "teachers": ["sim-a", "sim-b", "sim-c"]},
             campaign={

@@ -258,7 +258,7 @@ def run_simulated(
         seed=trees.args.sim_seed,
     )
     ids = table["id"].to_pylist()
-    teachers = [trees.llm_teacher("unused-placeholder", "set")]  # never run: a config needs one
+    teachers: list[dict] = []  # simulated votes only: aggregation needs no configured teacher
     agg = {"teachers": list(scenario.names)}
     majority = trees.config(
         corpus, teachers, out / "sim-majority", aggregate=agg | {"method": "majority"}

@@ -93,7 +93,7 @@ def train_tiny(out: Path) -> str:
     )
     run = out / "tiny"
     shutil.rmtree(run, ignore_errors=True)
-    teachers = [trees.llm_teacher("unused-placeholder", "set")]
+    teachers: list[dict] = []  # simulated votes only: no teacher runs
     config = trees.config(
         corpus, teachers, run, aggregate={"method": "majority", "teachers": list(scenario.names)}
     )

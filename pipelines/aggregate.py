@@ -38,7 +38,7 @@ from labelmill.pipelines.assemble import (
     write_label_part,
 )
 from labelmill.pipelines.corpus import read_corpus
-from labelmill.pipelines.gold import corpus_without_gold_column, has_gold
+from labelmill.pipelines.gold import corpus_without_gold_column
 from labelmill.pipelines.runtime import ray_session
 
 from labelmill.aggregation import (
@@ -56,7 +56,7 @@ from labelmill.aggregation import (
     threshold_stats,
     weighted_vote,
 )
-from labelmill.config import LabelmillConfig
+from labelmill.config import LabelmillConfig, has_gold
 from labelmill.errors import ConfigError, InputError, JobError
 from labelmill.layout import aggregate_file_uri, aggregate_labels_uri
 from labelmill.taxonomy import Taxonomy
@@ -386,7 +386,9 @@ def run_aggregate_job(config: LabelmillConfig) -> AggregateJobSummary:
         raise InputError(f"no vote files for teachers {missing} under {config.output_uri!r}/votes")
     if cfg.method == "weighted" and cfg.teacher_weights is not None:
         configured_weights(config, teachers, len(taxonomy))  # fail before any work
-    use_gold = cfg.use_gold_seed and has_gold(config) and config.gold.seed_fraction > 0
+    use_gold = (
+        cfg.use_gold_seed and has_gold(config.gold, config.corpus) and config.gold.seed_fraction > 0
+    )
     modes = [vote_mode(files[0]) for files in vote_files]
     score = tuple(mode in SCORE_MODES for mode in modes)
     spec = BatchSpec(tuple(taxonomy.names), tuple(teachers), use_gold, cfg.soft_votes, score)

@@ -237,7 +237,7 @@ def assemble_votes(
     names = [label.name for label in config.taxonomy.labels]
     corpus = read_corpus(corpus_without_gold_column(config.corpus), cpus)
     parts = [corpus.map_batches(doc_rows, batch_format="pyarrow", num_cpus=cpus)]
-    gold = read_gold(config, cpus)
+    gold = read_gold(config.gold, config.corpus, names, cpus)
     if gold is not None:
         parts.append(gold.map_batches(gold_rows, batch_format="pyarrow", num_cpus=cpus))
     for t, (teacher, files) in enumerate(zip(teachers, vote_files, strict=True)):

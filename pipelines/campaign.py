@@ -39,11 +39,10 @@ from labelmill.pipelines.campaign_labeler import (
     write_json,
 )
 from labelmill.pipelines.campaign_select import CampaignInputs, load_inputs, rank_candidates
-from labelmill.pipelines.gold import has_gold
 from labelmill.pipelines.runtime import ray_session
 
 from labelmill.campaign_report import gain_per_budget, render_campaign_report
-from labelmill.config import LabelmillConfig
+from labelmill.config import LabelmillConfig, has_gold
 from labelmill.layout import aggregate_labels_uri, eval_dir, run_path, student_dir
 from labelmill.ledger import Budget, BudgetLedger
 
@@ -144,7 +143,7 @@ def _retrain_and_evaluate(config: LabelmillConfig) -> dict[str, Any]:
     if fs.exists(path):  # a retry of this round: the export needs an empty directory
         fs.rm(path, recursive=True)
     run_distill_job(config)
-    if not has_gold(config):
+    if not has_gold(config.gold, config.corpus):
         return {}
     run_evaluate_job(config)
     return _metrics(config)
@@ -263,7 +262,8 @@ def run_campaign(
             from labelmill.pipelines.evaluate import run_evaluate_job
 
             metrics = {}
-            if has_gold(config):  # without gold the report has spend, no quality
+            # without gold the report has spend, no quality
+            if has_gold(config.gold, config.corpus):
                 run_evaluate_job(config)
                 metrics = _metrics(config)
             rounds.append(_record(0, c.strategy, 0, 0, ledger, metrics, None))

@@ -64,9 +64,7 @@ class TeacherLabeler:
         self.plans = {
             t.name: make_plan(t, taxonomy) for t in config.teachers if t.name in self.teachers
         }
-        for name, plan in self.plans.items():
-            if plan.teacher.kind == "embedding":
-                raise ValueError(f"campaign teacher {name!r} is an embedding teacher: use an LLM")
+        # Only LLM teachers reach here: the config refuses other kinds as campaign teachers.
         self.tokenizers = {n: load_tokenizer(tokenizer_source(p)) for n, p in self.plans.items()}
 
     def estimate(

@@ -28,7 +28,7 @@ import pyarrow.compute as pc
 from labelmill.pipelines.gold import read_gold
 from labelmill.pipelines.votes_io import done_ids, votes_dir
 
-from labelmill.config import LabelmillConfig
+from labelmill.config import CorpusConfig, GoldConfig
 from labelmill.documents import check_text
 from labelmill.embedding import (
     ScoreCalibrator,
@@ -209,17 +209,27 @@ class EmbeddingTeacherRun:
     """One embedding teacher in one label job: its lineage hash and its votes stage.
 
     ``corpus`` is the job's corpus dataset (id, text[, gold]); ``cpus`` is reserved by each
-    light task. Building it reads the corpus ids and the gold seed (both cheap).
+    light task; ``output_uri`` is the run directory, ``gold`` / ``corpus_config`` where the gold
+    seed comes from. Building it reads the corpus ids and the gold seed (both cheap).
     """
 
-    def __init__(self, config: LabelmillConfig, plan: TeacherPlan, corpus: Any, cpus: float):
+    def __init__(
+        self,
+        plan: TeacherPlan,
+        corpus: Any,
+        cpus: float,
+        *,
+        output_uri: str,
+        gold: GoldConfig,
+        corpus_config: CorpusConfig,
+    ):
         teacher = plan.teacher
-        self.config, self.plan, self.corpus, self.cpus = config, plan, corpus, cpus
+        self.output_uri, self.plan, self.corpus, self.cpus = output_uri, plan, corpus, cpus
         settings = teacher.embedding
         self.texts = label_texts(
             plan.taxonomy.names, plan.taxonomy.descriptions, settings.label_text
         )
-        self.seed_ids, self.seed_gold = read_seed(config, plan, cpus)
+        self.seed_ids, self.seed_gold = read_seed(gold, corpus_config, plan, cpus)
         if settings.calibration == "platt" and not self.seed_ids:
             raise ValueError(
                 f"teacher {teacher.name!r}: calibration 'platt' needs gold seed documents "
@@ -245,7 +255,7 @@ class EmbeddingTeacherRun:
     def calibration_uri(self) -> str:
         """Where the fitted calibration of this prompt hash is kept."""
         return (
-            f"{votes_dir(self.config.output_uri, self.plan.teacher.name)}/"
+            f"{votes_dir(self.output_uri, self.plan.teacher.name)}/"
             f"calibration-{self.prompt_hash}.json"
         )
 
@@ -352,7 +362,7 @@ class EmbeddingTeacherRun:
             self.save_calibration(calibrator)
             plan = self.plan
             done = done_ids(
-                self.config.output_uri, plan.teacher.name, self.prompt_hash, plan.taxonomy.version
+                self.output_uri, plan.teacher.name, self.prompt_hash, plan.taxonomy.version
             )
             if len(done):
                 scored = scored.map_batches(
@@ -383,11 +393,11 @@ class EmbeddingTeacherRun:
 
 
 def read_seed(
-    config: LabelmillConfig, plan: TeacherPlan, cpus: float
+    gold_config: GoldConfig, corpus_config: CorpusConfig, plan: TeacherPlan, cpus: float
 ) -> tuple[list[str], list[list[int]]]:
     """The gold seed on the driver (it is small): ids and multi-hot gold (K per id)."""
-    gold = read_gold(config, cpus)
-    if gold is None or config.gold.seed_fraction <= 0:
+    gold = read_gold(gold_config, corpus_config, plan.taxonomy.names, cpus)
+    if gold is None or gold_config.seed_fraction <= 0:
         return [], []
     ids: list[str] = []
     hot: list[list[int]] = []

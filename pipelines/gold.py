@@ -8,20 +8,16 @@ dropped here; an empty list is a real answer ("none of the labels apply") and is
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import fsspec
 import pyarrow as pa
 from labelmill.pipelines.corpus import list_corpus_files, read_corpus, read_corpus_file
 
-from labelmill.config import CorpusConfig, LabelmillConfig, infer_format
+from labelmill.config import CorpusConfig, GoldConfig, infer_format
 from labelmill.errors import InputError
 from labelmill.layout import is_gold_seed
-
-
-def has_gold(config: LabelmillConfig) -> bool:
-    """Whether the config names any gold labels (a gold file or a corpus gold column)."""
-    return config.gold.uri is not None or config.corpus.gold_column is not None
 
 
 def normalize_gold_batch(
@@ -57,14 +53,19 @@ def normalize_gold_batch(
     )
 
 
-def read_gold(config: LabelmillConfig, cpus: float = 0.25) -> Any | None:
-    """Dataset of (id, gold, gold_seed), or ``None`` when no gold is configured."""
+def read_gold(
+    gold: GoldConfig, corpus: CorpusConfig, names: Sequence[str], cpus: float = 0.25
+) -> Any | None:
+    """Dataset of (id, gold, gold_seed), or ``None`` when no gold is configured.
+
+    ``names``: the taxonomy's label names (gold labels outside it are dropped).
+    """
     import ray.data
 
-    names = [label.name for label in config.taxonomy.labels]
-    seed = config.gold.seed_fraction
-    if config.gold.uri is not None:
-        uri = config.gold.uri
+    names = list(names)
+    seed = gold.seed_fraction
+    if gold.uri is not None:
+        uri = gold.uri
         fmt = infer_format(uri)
         if fmt is None:
             raise InputError(f"cannot infer the format of gold.uri {uri!r} (.parquet/.jsonl/.csv)")
@@ -76,8 +77,8 @@ def read_gold(config: LabelmillConfig, cpus: float = 0.25) -> Any | None:
         ]
         raw = pa.concat_tables(tables, promote_options="default")
         for field, column in (
-            ("id_column", config.gold.id_column),
-            ("labels_column", config.gold.labels_column),
+            ("id_column", gold.id_column),
+            ("labels_column", gold.labels_column),
         ):
             if column not in raw.column_names:
                 raise InputError(
@@ -89,15 +90,14 @@ def read_gold(config: LabelmillConfig, cpus: float = 0.25) -> Any | None:
             raw,
             names,
             seed,
-            config.gold.id_column,
-            config.gold.labels_column,
-            config.gold.seed_salt,
+            gold.id_column,
+            gold.labels_column,
+            gold.seed_salt,
         )
         return ray.data.from_arrow(table)
-    if config.corpus.gold_column is None:
+    if corpus.gold_column is None:
         return None
-    corpus = read_corpus(config.corpus, cpus)
-    return corpus.map_batches(
+    return read_corpus(corpus, cpus).map_batches(
         normalize_gold_batch,
         batch_format="pyarrow",
         fn_kwargs={
@@ -105,7 +105,7 @@ def read_gold(config: LabelmillConfig, cpus: float = 0.25) -> Any | None:
             "seed_fraction": seed,
             "id_column": "id",
             "gold_column": "gold",
-            "seed_salt": config.gold.seed_salt,
+            "seed_salt": gold.seed_salt,
         },
         num_cpus=cpus,
     )

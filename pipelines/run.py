@@ -18,10 +18,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 import fsspec
-from labelmill.pipelines.gold import has_gold
 from labelmill.pipelines.runtime import as_job_error, ray_session
 
-from labelmill.config import LabelmillConfig
+from labelmill.config import LabelmillConfig, has_gold
 from labelmill.console import current, format_duration, format_label_summary
 from labelmill.console import stage as console_stage
 from labelmill.errors import LabelmillError, with_context
@@ -120,7 +119,7 @@ def run_whole(config: LabelmillConfig) -> RunSummary:
             lambda: _distill(config, run_distill_job),
             lambda s: s.render(),
         )
-        if has_gold(config):
+        if has_gold(config.gold, config.corpus):
             stage(
                 "evaluate",
                 "every teacher, the aggregate and the student on held-out gold",

@@ -102,10 +102,9 @@ def make_config(tmp_path: Path, tiny_bert: Path, **student):
         "min_steps": 0,
         **student,
     }
-    teacher = {"name": "t1", "kind": "openai", "model": "m1", "base_url": "http://127.0.0.1:9/v1"}
-    return job_config(
+    return job_config(  # distill reads the aggregate: no teacher needed
         {"uri": str(tmp_path / "corpus.parquet")},
-        [teacher],
+        [],
         tmp_path / "run",
         student=settings,
     )

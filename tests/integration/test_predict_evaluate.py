@@ -20,10 +20,6 @@ from labelmill.taxonomy import Taxonomy
 NAMES = [name for name, _ in LABELS]
 THRESHOLDS = [0.3, 0.5, 0.5, 0.7]
 LINEAGE = {"student_config": {"max_length": 16}}  # trained length: predict must cut texts there
-TEACHERS = [
-    {"name": "t1", "kind": "openai", "model": "m", "base_url": "http://127.0.0.1:9/v1"},
-    {"name": "t2", "kind": "openai", "model": "m", "base_url": "http://127.0.0.1:9/v1"},
-]
 BAD = {"d-null": None, "d-empty": "", "d-space": "   \n\t"}
 WORDS = (
     "the editor text music audio sound image picture network server client daemon service game "
@@ -34,7 +30,7 @@ WORDS = (
 def make_config(tmp: Path, student: Path, **extra: object) -> LabelmillConfig:
     return job_config(
         {"uri": str(tmp / "corpus.parquet")},
-        TEACHERS,
+        [],  # predict and evaluate read the student and the aggregate: no teacher runs
         tmp / "run",
         student={"output_dir": str(student)},
         predict={"batch_size": 8, "concurrency": 1},
