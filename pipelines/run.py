@@ -25,7 +25,7 @@ from labelmill.pipelines.runtime import ray_session
 from labelmill.config import LabelmillConfig
 from labelmill.console import current, format_duration, format_label_summary
 from labelmill.console import stage as console_stage
-from labelmill.layout import eval_dir, run_path, student_dir
+from labelmill.layout import eval_dir, run_path
 from labelmill.report import render_report
 from labelmill.status import read_json, vote_lineage
 
@@ -152,10 +152,7 @@ def finish_report(config: LabelmillConfig, timings: list[dict[str, Any]] | None)
 
 
 def _distill(config: LabelmillConfig, run_distill_job: Any) -> Any:
-    """Distill, replacing a student exported by an earlier run of the same directory."""
-    fs, path = fsspec.core.url_to_fs(student_dir(config))
-    if fs.exists(path):
-        fs.rm(path, recursive=True)
+    """Distill; the job itself replaces a student exported by an earlier run."""
     return distill_with_progress(config, run_distill_job)
 
 

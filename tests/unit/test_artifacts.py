@@ -54,7 +54,7 @@ def test_weights_digest_is_the_sha256_of_the_weights(tmp_path: Path) -> None:
     assert weights_digest(src) == hashlib.sha256(b"AB").hexdigest()
     for shard in src.glob("*.safetensors"):
         shard.unlink()
-    with pytest.raises(InputError, match="no .safetensors weights"):
+    with pytest.raises(InputError, match=r"no \.safetensors weights"):
         weights_digest(src)
 
 
@@ -131,10 +131,10 @@ def test_fetch_of_a_directory_without_metadata_names_it(tmp_path: Path) -> None:
     uri = _memory_uri()
     fs, path = fsspec.core.url_to_fs(uri)
     fs.pipe_file(f"{path}/model.safetensors", b"w")
-    with pytest.raises(InputError, match="no labelmill.json in 'memory://.*not an exported"):
+    with pytest.raises(InputError, match=r"no labelmill\.json in 'memory://.*not an exported"):
         fetch_model(uri, cache=tmp_path / "cache")
     fs.pipe_file(f"{path}/labelmill.json", b"{not json")
-    with pytest.raises(InputError, match="labelmill.json is not valid JSON"):
+    with pytest.raises(InputError, match=r"labelmill\.json is not valid JSON"):
         artifact_version(uri)
 
 
