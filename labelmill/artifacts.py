@@ -109,7 +109,9 @@ def publish_dir(local_dir: str | Path, uri: str) -> None:
 
 
 def _remote_files(fs: Any, root: str) -> list[str]:
-    """Paths relative to ``root`` of every file under it, sorted."""
+    """Paths relative to ``root`` of every file under it, sorted (never from a cached listing:
+    another process may have published a new version since)."""
+    fs.invalidate_cache(root)
     prefix = root.rstrip("/") + "/"
     return sorted(p[len(prefix) :] for p in fs.find(root) if p.startswith(prefix))
 
@@ -119,6 +121,7 @@ def artifact_version(uri: str) -> str:
     it holds no ``labelmill.json``."""
     fs, root = fsspec.core.url_to_fs(str(uri))
     meta_path = f"{root.rstrip('/')}/{METADATA_FILE}"
+    fs.invalidate_cache(root)
     if not fs.exists(meta_path):
         raise InputError(f"no {METADATA_FILE} in {str(uri)!r}: not an exported student")
     raw = fs.cat_file(meta_path)

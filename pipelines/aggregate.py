@@ -386,7 +386,7 @@ def run_aggregate_job(config: LabelmillConfig) -> AggregateJobSummary:
     if cfg.method == "weighted" and cfg.teacher_weights is not None:
         configured_weights(config, teachers, len(taxonomy))  # fail before any work
     use_gold = cfg.use_gold_seed and has_gold(config) and config.gold.seed_fraction > 0
-    modes = [vote_mode(files[0]) for files in vote_files]
+    modes = [vote_mode(config.output_uri, files[0]) for files in vote_files]
     score = tuple(mode in SCORE_MODES for mode in modes)
     spec = BatchSpec(tuple(taxonomy.names), tuple(teachers), use_gold, cfg.soft_votes, score)
     summary = AggregateJobSummary(

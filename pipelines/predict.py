@@ -121,6 +121,9 @@ def write_prediction_part(batch: pa.Table, output_uri: str) -> pa.Table:
 def count_written(output_uri: str) -> int:
     """Rows in the prediction parts under ``output_uri`` (from Parquet footers)."""
     fs, path = fsspec.core.url_to_fs(output_uri)
+    # The parts were written by other processes: a listing this process cached (s3fs keeps
+    # one from the clean-up before the job) would miss them.
+    fs.invalidate_cache(path)
     if not fs.exists(path):
         return 0
     total = 0
