@@ -18,9 +18,11 @@ No error answer is a 500: bad input is a 4xx, a shed or failed backend a 503.
 A new artifact is rolled out by redeploying with another ``model_dir`` (``serve deploy`` or
 ``serve.run`` again): the student deployment starts its new replicas before stopping the old
 ones (max surge 100%) and old replicas finish their in-flight requests. ``model_dir`` may be any
-fsspec URI (``s3://bucket/run/student``): ``build_app`` pins the version it finds there, each
-node fetches that version once into its cache (labelmill.artifacts), and redeploying the same
-URI after a new export rolls out the new version (the changed argument replaces the replicas).
+fsspec URI (``s3://bucket/run/student``): ``build_app`` pins the version it finds there and each
+node fetches that version once into its cache (labelmill.artifacts). ``serve deploy`` or
+``serve.run`` again after a new export at the same URI rebuilds the app, so the new version's
+replicas replace the old; until then a replica starting on a node without a copy of the pinned
+version refuses the changed directory rather than serve another model than /v1/model reports.
 """
 
 from __future__ import annotations
