@@ -21,7 +21,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import yaml
-from conftest import FILLER, LABELS, job_config
+from conftest import FILLER, LABELS, export_tiny_student, job_config
 from labelmill.pipelines.cli import main
 from openai_standin import StandinServer
 
@@ -153,6 +153,19 @@ def test_run_predict_and_serve_with_the_run_directory_on_s3(
         scores = body["results"][0]["scores"]
         predicted = next(r for r in rows if r["id"] == doc)["probs"]
         np.testing.assert_allclose([scores[n] for n in NAMES], predicted, atol=1e-4)
+
+        # a new export at the same URI is a new version: redeploying serves it, never the
+        # stale cache entry (which stays, keyed by the old version)
+        export_tiny_student(tiny_bert, student_uri, [0.5] * 4, {}, seed=9)  # type: ignore[arg-type]
+        new_version = artifact_version(student_uri)
+        assert new_version != version
+        serve.run(build_app(parse_serve_config(args)), name="s3", route_prefix="/s3")
+        response = httpx.post(
+            f"http://127.0.0.1:{port}/s3/v1/classify", json={"text": texts[doc]}, timeout=60
+        )
+        assert response.status_code == 200, response.text
+        assert response.json()["model_version"] == new_version
+        assert (cache_root() / new_version / FETCH_RECORD).is_file() and entry.is_dir()
     finally:
         serve.delete("s3")
         serve.shutdown()
