@@ -37,7 +37,7 @@ def aggregate_file_uri(config: LabelmillConfig, name: str) -> str:
 
 
 def student_dir(config: LabelmillConfig) -> str:
-    """Local directory of the exported student."""
+    """Directory of the exported student (a local path or any fsspec URI)."""
     return config.student.output_dir or run_path(config.output_uri, "student")
 
 

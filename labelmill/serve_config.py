@@ -184,7 +184,8 @@ class ServeConfig(StrictModel):
     """Arguments of the labelmill Serve application (``labelmill.serve.app:build_app``)."""
 
     model_dir: str = Field(
-        description="Exported student directory (from `labelmill distill`); local path."
+        description="Exported student directory (from `labelmill distill`): a local path, or "
+        "any fsspec URI (s3://...) fetched once per node into $LABELMILL_HOME/cache/models."
     )
     batching: BatchingConfig = Field(default_factory=BatchingConfig, description="Batching.")
     queue: QueueConfig = Field(default_factory=QueueConfig, description="Load shedding.")

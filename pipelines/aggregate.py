@@ -389,7 +389,7 @@ def run_aggregate_job(config: LabelmillConfig) -> AggregateJobSummary:
     use_gold = (
         cfg.use_gold_seed and has_gold(config.gold, config.corpus) and config.gold.seed_fraction > 0
     )
-    modes = [vote_mode(files[0]) for files in vote_files]
+    modes = [vote_mode(config.output_uri, files[0]) for files in vote_files]
     score = tuple(mode in SCORE_MODES for mode in modes)
     spec = BatchSpec(tuple(taxonomy.names), tuple(teachers), use_gold, cfg.soft_votes, score)
     summary = AggregateJobSummary(

@@ -152,6 +152,7 @@ def vote_rows(batch: pa.Table, teacher: int, names: Sequence[str], version: str)
 def list_vote_parts(output_uri: str, teacher: str) -> list[str]:
     """Paths (in the filesystem of the votes URI) of one teacher's vote parts, sorted."""
     fs, path = fsspec.core.url_to_fs(votes_dir(output_uri, teacher))
+    fs.invalidate_cache(path)  # parts are written by Ray workers: never a stale listing
     if not fs.exists(path):
         return []
     return sorted(p for p in fs.find(path) if p.rsplit("/", 1)[-1].startswith("part-"))
@@ -164,10 +165,11 @@ def _read_parts(batch: dict[str, Any], uri: str) -> Iterator[pa.Table]:
             yield pq.read_table(handle)
 
 
-def vote_mode(part_uri: str) -> str | None:
-    """The ``mode`` of a teacher's votes, read from the first row of one part."""
-    fs, path = fsspec.core.url_to_fs(part_uri)
-    with fs.open(path, "rb") as handle:
+def vote_mode(output_uri: str, part: str) -> str | None:
+    """The ``mode`` of a teacher's votes, read from the first row of one part (a path as
+    :func:`list_vote_parts` gives it: on the run directory's file system, without a scheme)."""
+    fs, _ = fsspec.core.url_to_fs(output_uri)
+    with fs.open(part, "rb") as handle:
         modes = pq.read_table(handle, columns=["mode"]).column("mode")
     return str(modes[0].as_py()) if len(modes) else None
 

@@ -139,10 +139,7 @@ def _retrain_and_evaluate(config: LabelmillConfig) -> dict[str, Any]:
     from labelmill.pipelines.evaluate import run_evaluate_job
 
     run_aggregate_job(config)
-    fs, path = fsspec.core.url_to_fs(student_dir(config))
-    if fs.exists(path):  # a retry of this round: the export needs an empty directory
-        fs.rm(path, recursive=True)
-    run_distill_job(config)
+    run_distill_job(config)  # replaces the student of an earlier round itself
     if not has_gold(config.gold, config.corpus):
         return {}
     run_evaluate_job(config)

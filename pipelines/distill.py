@@ -5,14 +5,15 @@ Ray Data reads the aggregate Parquet and keeps the rows the student may learn fr
 weights them by confidence; Ray Train's ``TorchTrainer`` trains the student with DDP across
 ``student.num_workers`` workers (loop in :mod:`labelmill.pipelines.train_loop`), keeping the
 checkpoint
-with the best dev loss. The driver then tunes per-label thresholds on the (small) dev split and
-exports a safetensors Hugging Face directory with ``labelmill.json``.
+with the best dev loss; checkpoints go to the run's storage (``<output_uri>/student-train``, on
+s3 too). The driver then tunes per-label thresholds on the (small) dev split and exports a
+safetensors Hugging Face directory with ``labelmill.json`` to ``student.output_dir`` or
+``<output_uri>/student``, a local path or any fsspec URI (see :mod:`labelmill.artifacts`).
 """
 
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -25,6 +26,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from labelmill.pipelines.runtime import ray_session
 
+from labelmill.artifacts import remove_dir
 from labelmill.config import LabelmillConfig, StudentConfig
 from labelmill.errors import JobError
 from labelmill.layout import aggregate_file_uri, aggregate_labels_uri, student_dir
@@ -101,50 +103,28 @@ def prepare_batch(
     the lineage columns. ``split`` is ``train`` or ``dev`` for a usable row and null otherwise
     (rows made under another taxonomy version are never usable: the job reports them). With
     ``student_names`` (taxonomy order), gold-seed rows' targets are their gold labels."""
-    from labelmill.student.training import dev_mask, gold_targets, row_weights, usable_rows
+    from labelmill.student.training import training_rows
 
-    settings = StudentConfig.model_validate(student)
-    count = batch.num_rows
-    gold, seed, probs = _column(batch, "gold"), _column(batch, "gold_seed"), _column(batch, "probs")
-    texts, errors = _column(batch, "text"), _column(batch, "error")
-    # Gold-seed documents learn from their gold, the best labels there are (dev ones tune
-    # thresholds against it instead).
-    names = student_names or []
-    probs = [
-        gold_targets(gold[i], names) if names and seed[i] and gold[i] is not None else p
-        for i, p in enumerate(probs)
-    ]
-    errors = [
-        None if names and seed[i] and gold[i] is not None else e for i, e in enumerate(errors)
-    ]
-    own = [i for i, v in enumerate(_column(batch, "taxonomy_version")) if v == taxonomy_version]
-    keep = np.zeros(count, dtype=bool)
-    keep[own] = usable_rows(
-        [texts[i] for i in own],
-        [probs[i] for i in own],
-        [errors[i] for i in own],
-        [gold[i] is not None for i in own],
-        [seed[i] for i in own],
+    rows = training_rows(
+        [str(v) for v in _column(batch, "id")],
+        _column(batch, "text"),
+        _column(batch, "probs"),
+        _column(batch, "error"),
+        _column(batch, "gold"),
+        _column(batch, "gold_seed"),
+        _column(batch, "taxonomy_version"),
+        taxonomy_version,
         num_labels,
-        settings.exclude_eval_gold,
+        student_names,
+        StudentConfig.model_validate(student),
     )
-    index = np.flatnonzero(keep)
-    targets = np.asarray([probs[i] for i in index], dtype=np.float64).reshape(-1, num_labels)
-    weights = np.zeros(count, dtype=np.float32)
-    weights[index] = row_weights(targets, settings.confidence_weighting, settings.min_row_weight)
-    ids = _column(batch, "id")
-    dev = dev_mask([ids[i] for i in index], settings.dev_fraction)
-    split: list[str | None] = [None] * count
-    for i, is_dev_row in zip(index, dev, strict=True):
-        split[i] = "dev" if is_dev_row else "train"
+    texts, gold, seed = _column(batch, "text"), _column(batch, "gold"), _column(batch, "gold_seed")
     return pa.table(
         {
             "text": pa.array(texts, pa.string()),
-            "targets": pa.array(
-                [probs[i] if keep[i] else None for i in range(count)], pa.list_(pa.float64())
-            ),
-            "weight": pa.array(weights, pa.float32()),
-            "split": pa.array(split, pa.string()),
+            "targets": pa.array(rows.targets, pa.list_(pa.float64())),
+            "weight": pa.array(rows.weights, pa.float32()),
+            "split": pa.array(rows.split, pa.string()),
             "gold": pa.array(gold, pa.list_(pa.string())),
             "gold_seed": pa.array([bool(v) for v in seed], pa.bool_()),
             **{name: pa.array(_column(batch, name), pa.string()) for name in _META_COLUMNS},
@@ -194,13 +174,9 @@ def _read_summary(config: LabelmillConfig) -> dict[str, Any]:
 
 
 def _check_inputs(config: LabelmillConfig) -> tuple[str, str]:
-    """The backbone's local path and the export dir; ValueError for bad config values."""
+    """The backbone's local path and the export dir (a local path or any fsspec URI);
+    ValueError for bad config values."""
     out_dir = student_dir(config)
-    if "://" in out_dir:
-        raise ValueError(
-            f"the student is exported to a local directory, got {out_dir!r}: set "
-            "student.output_dir to a local path when output_uri is remote"
-        )
     backbone = resolve_model(config.student.backbone)
     if not (Path(backbone) / "config.json").is_file():
         raise ValueError(
@@ -308,7 +284,7 @@ def run_distill_job(config: LabelmillConfig) -> DistillJobSummary:
                 f"the dev split is empty ({rows_train} training rows, student.dev_fraction="
                 f"{student.dev_fraction}): raise dev_fraction or add documents"
             )
-        storage, private = storage_for(config.output_uri)
+        storage = storage_for(config.output_uri)
         try:
             fit = fit_student(
                 train_ds,
@@ -317,7 +293,6 @@ def run_distill_job(config: LabelmillConfig) -> DistillJobSummary:
                 backbone,
                 list(taxonomy.names),
                 storage,
-                private,
             )
         except (ray.train.TrainingFailedError, ray.exceptions.RayError, RuntimeError) as exc:
             raise DistillJobError(f"training the student with Ray Train failed: {exc}") from exc
@@ -333,7 +308,7 @@ def run_distill_job(config: LabelmillConfig) -> DistillJobSummary:
     if scores.gold_rows:
         metrics.update(dev_micro_f1=scores.micro_f1, dev_macro_f1=scores.macro_f1)
     lineage = _lineage(config, meta, fit, scores, (rows_train, rows_dev))
-    shutil.rmtree(out_dir, ignore_errors=True)
+    remove_dir(out_dir)  # the one place a student directory is replaced (local or remote)
     export_student(
         fit.model,
         tokenizer,

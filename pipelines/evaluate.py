@@ -12,7 +12,6 @@ import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import fsspec
@@ -167,10 +166,12 @@ def _student_probs(
     config: LabelmillConfig, texts: list[Any], names: list[str]
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """Student probabilities on the gold texts (NaN rows for unusable text) and its lineage."""
+    from labelmill.artifacts import fetch_model
     from labelmill.student.inference import load_student, predict_sorted
 
     model_dir = student_dir(config)
-    student = load_student(model_dir, config.student.max_length, "cpu")
+    local = fetch_model(model_dir)  # a URI: this node's cached copy
+    student = load_student(local, config.student.max_length, "cpu")
     if student.names != names:
         raise InputError(
             f"the student in {model_dir!r} predicts labels {student.names!r}, but the config's "
@@ -263,7 +264,8 @@ def score_all(
     notes: list[str] = []
     if config.evaluate.include_student:
         model_dir = student_dir(config)
-        if (Path(model_dir) / "labelmill.json").is_file():
+        fs, path = fsspec.core.url_to_fs(f"{model_dir.rstrip('/')}/labelmill.json")
+        if fs.isfile(path):
             probs, extra = _student_probs(config, table["text"].to_pylist(), names)
             cut = extra["thresholds"]
             if config.aggregate.threshold is not None:

@@ -7,6 +7,10 @@ Parquet parts under :func:`labelmill.layout.predictions_uri`. Output columns: ``
 (list<string>, each label whose probability reaches its exported threshold), ``model_version``
 (see :func:`labelmill.student.inference.model_version`) and ``error`` (null, or why the text was
 unusable; such a row has null probs and labels). Rows in == rows out, checked.
+
+``predict.model_dir`` (default: the run's student) is a local path or any fsspec URI: the driver
+reads only its ``labelmill.json`` and version; each node copies that version once into its cache
+and every actor there loads the copy (:func:`labelmill.artifacts.fetch_model`).
 """
 
 from __future__ import annotations
@@ -15,7 +19,6 @@ import hashlib
 import time
 import uuid
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import fsspec
@@ -52,15 +55,25 @@ class StudentPredictor:
     """Ray Data UDF (actor): one loaded student; a batch of (id, text) -> prediction rows."""
 
     def __init__(
-        self, model_dir: str, max_length: int, batch_size: int, use_gpu: bool, cpus: float
+        self,
+        model_dir: str,
+        max_length: int,
+        batch_size: int,
+        use_gpu: bool,
+        cpus: float,
+        version: str | None = None,
     ) -> None:
         import torch
 
+        from labelmill.artifacts import fetch_model
         from labelmill.student.inference import load_student
 
         if not use_gpu:
             torch.set_num_threads(max(1, int(cpus)))
-        self.student = load_student(model_dir, max_length, "cuda" if use_gpu else "cpu")
+        # A URI is copied once into this node's cache (keyed by ``version``, the one the driver
+        # checked); every actor on the node loads that copy.
+        local = fetch_model(model_dir, version)
+        self.student = load_student(local, max_length, "cuda" if use_gpu else "cpu")
         self.batch_size = batch_size
 
     def __call__(self, batch: pa.Table) -> pa.Table:
@@ -109,6 +122,9 @@ def write_prediction_part(batch: pa.Table, output_uri: str) -> pa.Table:
 def count_written(output_uri: str) -> int:
     """Rows in the prediction parts under ``output_uri`` (from Parquet footers)."""
     fs, path = fsspec.core.url_to_fs(output_uri)
+    # The parts were written by other processes: a listing this process cached (s3fs keeps
+    # one from the clean-up before the job) would miss them.
+    fs.invalidate_cache(path)
     if not fs.exists(path):
         return 0
     total = 0
@@ -148,11 +164,14 @@ class PredictJobSummary:
 
 
 def _check_student(config: LabelmillConfig, model_dir: str) -> str:
-    """Validate the exported student against the config; return its model version."""
+    """Validate the exported student (local path or fsspec URI; only its metadata is read)
+    against the config; return its model version."""
+    from labelmill.artifacts import artifact_version, is_uri
     from labelmill.student.export import load_student_metadata
     from labelmill.student.inference import model_version
 
-    if not Path(model_dir).is_dir():
+    fs, path = fsspec.core.url_to_fs(model_dir)
+    if not fs.isdir(path):
         raise ValueError(
             f"no exported student at {model_dir!r}: run `labelmill distill` first or set "
             "predict.model_dir"
@@ -164,7 +183,7 @@ def _check_student(config: LabelmillConfig, model_dir: str) -> str:
             f"the student in {model_dir!r} predicts labels {names!r}, but the config's taxonomy "
             f"is {expected!r}"
         )
-    return model_version(model_dir)
+    return artifact_version(model_dir) if is_uri(model_dir) else model_version(model_dir)
 
 
 def run_predict_job(config: LabelmillConfig) -> PredictJobSummary:
@@ -192,6 +211,7 @@ def run_predict_job(config: LabelmillConfig) -> PredictJobSummary:
                 "batch_size": settings.batch_size,
                 "use_gpu": settings.use_gpu,
                 "cpus": settings.cpus_per_replica,
+                "version": version,
             },
             batch_size=settings.batch_size,
             batch_format="pyarrow",

@@ -25,7 +25,7 @@ from labelmill.console import current, format_duration, format_label_summary
 from labelmill.console import stage as console_stage
 from labelmill.errors import LabelmillError, with_context
 from labelmill.jsonio import read_json, write_json
-from labelmill.layout import eval_dir, run_path, student_dir
+from labelmill.layout import eval_dir, run_path
 from labelmill.report import render_report
 from labelmill.status import vote_lineage
 
@@ -155,10 +155,7 @@ def finish_report(config: LabelmillConfig, timings: list[dict[str, Any]] | None)
 
 
 def _distill(config: LabelmillConfig, run_distill_job: Any) -> Any:
-    """Distill, replacing a student exported by an earlier run of the same directory."""
-    fs, path = fsspec.core.url_to_fs(student_dir(config))
-    if fs.exists(path):
-        fs.rm(path, recursive=True)
+    """Distill; the job itself replaces a student exported by an earlier run."""
     return distill_with_progress(config, run_distill_job)
 
 

@@ -11,6 +11,7 @@ On the driver, :func:`fit_student` runs the ``TorchTrainer`` and loads the best 
 
 from __future__ import annotations
 
+import os
 import tempfile
 import time
 import uuid
@@ -25,6 +26,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from labelmill.artifacts import remove_dir
 from labelmill.config import LabelmillConfig, StudentConfig
 from labelmill.layout import run_path
 
@@ -194,13 +196,21 @@ class FitResult:
     rows_trained: float
 
 
-def _remove_run(run_dir: str, storage: str, private: bool) -> None:
+@dataclass(frozen=True)
+class TrainStorage:
+    """Where Ray Train keeps a distill run's checkpoints (see :func:`storage_for`)."""
+
+    uri: str  # the storage dir as a local path or fsspec URI (cleanup goes through fsspec)
+    path: str  # RunConfig.storage_path: ``uri``, or without its scheme when filesystem is set
+    filesystem: Any  # a pyarrow filesystem for RunConfig.storage_filesystem, or None
+    private: bool  # a temp dir of this run only (removed afterwards)
+
+
+def _remove_run(run_dir: str, storage: TrainStorage) -> None:
     """Delete a finished run's checkpoints, and the storage dir when it is private or empty."""
-    fs, path = fsspec.core.url_to_fs(run_dir)
-    if fs.exists(path):
-        fs.rm(path, recursive=True)
-    fs, path = fsspec.core.url_to_fs(storage)
-    if fs.exists(path) and (private or not fs.ls(path)):
+    remove_dir(run_dir)
+    fs, path = fsspec.core.url_to_fs(storage.uri)
+    if fs.exists(path) and (storage.private or not fs.ls(path)):
         fs.rm(path, recursive=True)
 
 
@@ -210,8 +220,7 @@ def fit_student(
     student: StudentConfig,
     backbone_path: str,
     names: list[str],
-    storage: str,
-    private_storage: bool,
+    storage: TrainStorage,
 ) -> FitResult:
     """Run the TorchTrainer over ``train``/``dev`` (columns ``TRAIN_COLUMNS``) and load the best
     checkpoint; the run's storage is removed afterwards unless training failed. Ray Train
@@ -236,7 +245,8 @@ def fit_student(
         ),
         run_config=ray.train.RunConfig(
             name=name,
-            storage_path=storage,
+            storage_path=storage.path,
+            storage_filesystem=storage.filesystem,
             checkpoint_config=ray.train.CheckpointConfig(
                 num_to_keep=1, checkpoint_score_attribute=DEV_LOSS_KEY, checkpoint_score_order="min"
             ),
@@ -252,7 +262,7 @@ def fit_student(
         model = AutoModelForSequenceClassification.from_pretrained(
             ckpt_dir, local_files_only=True, trust_remote_code=False
         )
-    _remove_run(run_path(storage, name), storage, private_storage)
+    _remove_run(run_path(storage.uri, name), storage)
     return FitResult(
         model=model,
         epochs_run=int(final["epochs_run"]),
@@ -263,13 +273,33 @@ def fit_student(
     )
 
 
-def storage_for(output_uri: str) -> tuple[str, bool]:
-    """Where Ray Train keeps its checkpoints, and whether that is a private temp dir."""
+def storage_for(output_uri: str) -> TrainStorage:
+    """Where Ray Train keeps its checkpoints: ``<output_uri>/student-train``.
+
+    ``memory://`` (one process only; Ray Train workers cannot see it): a private temp dir.
+    ``s3://``: an explicit pyarrow ``S3FileSystem`` that honours ``AWS_ENDPOINT_URL`` (any
+    S3-compatible endpoint; a plain ``s3://`` path would leave that to pyarrow's version).
+    Other URIs: the URI itself, resolved by Ray Train's pyarrow.
+    """
     if output_uri.startswith("memory://"):
-        return tempfile.mkdtemp(prefix="labelmill-distill-"), True
+        private = tempfile.mkdtemp(prefix="labelmill-distill-")
+        return TrainStorage(private, private, None, True)
+    if output_uri.startswith(("s3://", "s3a://")):
+        import pyarrow.fs
+
+        uri = run_path(output_uri, "student-train")
+        endpoint = os.environ.get("AWS_ENDPOINT_URL")
+        options: dict[str, Any] = {}
+        if endpoint:
+            scheme, _, host = endpoint.partition("://")
+            options = {"endpoint_override": host or scheme, "scheme": scheme if host else "https"}
+        filesystem = pyarrow.fs.S3FileSystem(**options)
+        return TrainStorage(uri, uri.split("://", 1)[1], filesystem, False)
     if "://" in output_uri:
-        return run_path(output_uri, "student-train"), False
-    return str(Path(output_uri, "student-train").resolve()), False
+        uri = run_path(output_uri, "student-train")
+        return TrainStorage(uri, uri, None, False)
+    path = str(Path(output_uri, "student-train").resolve())
+    return TrainStorage(path, path, None, False)
 
 
 def score_dev(

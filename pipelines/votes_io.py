@@ -26,6 +26,7 @@ def votes_dir(output_uri: str, teacher: str) -> str:
 
 
 def _part_files(fs: Any, path: str) -> list[str]:
+    fs.invalidate_cache(path)  # parts are written by Ray workers: never a stale listing
     if not fs.exists(path):
         return []
     return sorted(p for p in fs.find(path) if p.rsplit("/", 1)[-1].startswith("part-"))

@@ -17,7 +17,12 @@ No error answer is a 500: bad input is a 4xx, a shed or failed backend a 503.
 
 A new artifact is rolled out by redeploying with another ``model_dir`` (``serve deploy`` or
 ``serve.run`` again): the student deployment starts its new replicas before stopping the old
-ones (max surge 100%) and old replicas finish their in-flight requests.
+ones (max surge 100%) and old replicas finish their in-flight requests. ``model_dir`` may be any
+fsspec URI (``s3://bucket/run/student``): ``build_app`` pins the version it finds there and each
+node fetches that version once into its cache (labelmill.artifacts). ``serve deploy`` or
+``serve.run`` again after a new export at the same URI rebuilds the app, so the new version's
+replicas replace the old; until then a replica starting on a node without a copy of the pinned
+version refuses the changed directory rather than serve another model than /v1/model reports.
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ from ray.serve.exceptions import BackPressureError
 from ray.serve.handle import DeploymentHandle
 from ray.serve.metrics import Counter, Histogram
 
+from labelmill.artifacts import artifact_version, is_uri
 from labelmill.serve_config import (
     AuthConfig,
     CascadeConfig,
@@ -327,8 +333,9 @@ def build_app(args: ServeConfig) -> Any:
     else:
         options["num_replicas"] = replicas.num_replicas
     threads = replicas.torch_threads or max(1, math.ceil(replicas.num_cpus))
+    version = artifact_version(args.model_dir) if is_uri(args.model_dir) else None
     student = Student.options(**options).bind(
-        args.model_dir, args.max_length, args.batching, threads, args.runtime
+        args.model_dir, args.max_length, args.batching, threads, args.runtime, version
     )
     # The cascade replica is async and bounds its own teacher calls (cascade.max_concurrency):
     # a low Serve cap would queue cheap budget refusals behind slow teacher answers.

@@ -43,17 +43,20 @@ class Student:
         batching: BatchingConfig,
         threads: int | None,
         runtime: str = "auto",
+        version: str | None = None,
     ):
         import torch
 
+        from labelmill.artifacts import fetch_model
         from labelmill.student.inference import load_student
 
         if threads is not None:
             torch.set_num_threads(threads)
         device = "cuda" if torch.cuda.is_available() and _gpus_assigned() else "cpu"
-        self.student = load_student(
-            model_dir, max_length=max_length, device=device, runtime=runtime
-        )
+        # A URI: this node's cached copy of the version the app was built with (one fetch per
+        # node; a replica restarted after the URI got a new export refuses it, see build_app).
+        local = fetch_model(model_dir, version)
+        self.student = load_student(local, max_length=max_length, device=device, runtime=runtime)
         self.device = device
         self.forward_batch_size = batching.forward_batch_size
         self.score_batch.set_max_batch_size(batching.max_batch_size)

@@ -180,7 +180,8 @@ class StudentConfig(StrictModel):
     )
     output_dir: str | None = Field(
         default=None,
-        description="Local directory of the exported model (null: <output_uri>/student).",
+        description="Directory of the exported model, local path or fsspec URI "
+        "(null: <output_uri>/student).",
     )
     fast_path: bool = Field(
         default=True,
@@ -203,7 +204,9 @@ class PredictConfig(StrictModel):
     """Batch prediction with the exported student (`labelmill predict`)."""
 
     model_dir: str | None = Field(
-        default=None, description="Exported student directory (null: the student's output_dir)."
+        default=None,
+        description="Exported student directory, local path or fsspec URI (null: the "
+        "student's output_dir).",
     )
     output_uri: str | None = Field(
         default=None, description="Where prediction Parquet goes (null: <output_uri>/predictions)."

@@ -1,7 +1,9 @@
 """Export a trained student as a self-describing, pickle-free Hugging Face directory.
 
 The directory holds the safetensors weights and config, the tokenizer, ``labelmill.json``
-(taxonomy, per-label thresholds, lineage, metrics) and a short ``README.md`` model card.
+(taxonomy, per-label thresholds, lineage, metrics, ``model_version``) and a short ``README.md``
+model card. ``out_dir`` may be a local path or any fsspec URI (``s3://bucket/run/student``): a
+remote export is assembled locally and published with :func:`labelmill.artifacts.publish_dir`.
 """
 
 from __future__ import annotations
@@ -14,9 +16,11 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import fsspec
 import numpy as np
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from labelmill.artifacts import is_uri, publish_dir, version_of
 from labelmill.errors import InputError
 
 # Schema identity of labelmill.json (not configuration): bump when its layout changes.
@@ -122,8 +126,11 @@ def export_student(
     taxonomy_descriptions: Sequence[str] | None = None,
     fast_path_texts: Sequence[str] | None = None,
     fast_path_labels: Any = None,
-) -> Path:
+) -> Path | str:
     """Write the student to ``out_dir`` (must not exist or be empty) and return its path.
+
+    ``out_dir`` is a local path or an fsspec URI; a URI is replaced as a whole (assembled in a
+    local temp dir, then published with ``labelmill.json`` last) and returned as given.
 
     ``taxonomy_names`` (K,) must equal the model's id2label order; ``thresholds`` is (K,) in
     [0, 1]; ``taxonomy_descriptions`` (K,), when given, is stored beside the names (the
@@ -149,7 +156,10 @@ def export_student(
         )
     if not isinstance(taxonomy_version, str) or not taxonomy_version:
         raise ValueError(f"taxonomy_version must be a non-empty str, got {taxonomy_version!r}")
-    out = Path(out_dir)
+    remote = is_uri(out_dir)
+    # A remote export is assembled in a local scratch dir, then published as a whole.
+    scratch = Path(tempfile.mkdtemp(prefix="labelmill-export-")) if remote else None
+    out = scratch / "student" if scratch is not None else Path(out_dir)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise ValueError(f"out_dir must not exist or be an empty directory, got {str(out)!r}")
     taxonomy: dict[str, Any] = {"names": names, "version": taxonomy_version}
@@ -168,6 +178,8 @@ def export_student(
     try:
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
+        # What readers key their node caches by (labelmill.artifacts): weights identify it.
+        meta["model_version"] = version_of(taxonomy_version, tmp)
         if fast_path_texts is not None:
             from labelmill.student.fast_path import runtime_for_export
 
@@ -187,23 +199,45 @@ def export_student(
         tmp.rename(out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
         raise
+    if scratch is not None:
+        try:
+            publish_dir(out, str(out_dir))
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+        return out_dir  # type: ignore[return-value]
     return out
+
+
+def _exists(uri: str) -> bool:
+    """Whether a file exists at ``uri`` (local path or fsspec URI)."""
+    fs, path = fsspec.core.url_to_fs(uri)
+    return bool(fs.isfile(path))
+
+
+def _read_text(uri: str) -> str:
+    fs, path = fsspec.core.url_to_fs(uri)
+    with fs.open(path, "rb") as handle:
+        return handle.read().decode("utf-8")
 
 
 def load_student_metadata(model_dir: str | Path) -> dict[str, Any]:
     """Read and validate ``labelmill.json`` from an exported student directory.
 
+    ``model_dir`` is a local path or an fsspec URI (only the two small JSON files are read).
     Returns the parsed dict; thresholds has one entry per taxonomy name (K,). When the
     directory's ``config.json`` is present its label count must agree too.
     """
-    path = Path(model_dir) / _METADATA_FILE
-    if not path.is_file():
+    root = str(model_dir).rstrip("/")
+    path = f"{root}/{_METADATA_FILE}"
+    if not _exists(path):
         raise InputError(f"no {_METADATA_FILE} in {str(model_dir)!r}")
     try:
-        meta = json.loads(path.read_text(encoding="utf-8"))
+        meta = json.loads(_read_text(path))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InputError(f"cannot read {str(path)!r}: {exc}") from exc
+        raise InputError(f"cannot read {path!r}: {exc}") from exc
     if not isinstance(meta, dict):
         raise InputError(f"{_METADATA_FILE} must hold a JSON object, got {type(meta).__name__}")
     missing = [key for key in _REQUIRED_KEYS if key not in meta]
@@ -226,12 +260,12 @@ def load_student_metadata(model_dir: str | Path) -> dict[str, Any]:
     meta["thresholds"] = _check_thresholds(meta["thresholds"], len(names))
     if "descriptions" in taxonomy:
         taxonomy["descriptions"] = _check_descriptions(taxonomy["descriptions"], len(names))
-    config_path = Path(model_dir) / "config.json"
-    if config_path.is_file():
+    config_path = f"{root}/config.json"
+    if _exists(config_path):
         try:
-            config = json.loads(config_path.read_text(encoding="utf-8"))
+            config = json.loads(_read_text(config_path))
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise InputError(f"cannot read {str(config_path)!r}: {exc}") from exc
+            raise InputError(f"cannot read {config_path!r}: {exc}") from exc
         id2label = config.get("id2label", {}) if isinstance(config, dict) else {}
         if len(id2label) != len(names):
             raise InputError(

@@ -7,7 +7,6 @@ runs the model over texts sorted by length (less padding) and returns rows in in
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,9 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from labelmill.artifacts import version_of
 from labelmill.student.export import load_student_metadata
-
-_HASH_CHUNK = 1 << 20
 
 
 def model_version(model_dir: str | Path) -> str:
@@ -26,18 +24,8 @@ def model_version(model_dir: str | Path) -> str:
     A sharded export (no ``model.safetensors``) hashes its ``*.safetensors`` shards in name
     order instead. Identifies exactly which weights produced a prediction.
     """
-    path = Path(model_dir)
-    meta = load_student_metadata(path)
-    single = path / "model.safetensors"
-    files = [single] if single.is_file() else sorted(path.glob("*.safetensors"))
-    if not files:
-        raise ValueError(f"no .safetensors weights in {str(model_dir)!r}")
-    digest = hashlib.sha256()
-    for file in files:
-        with file.open("rb") as handle:
-            while chunk := handle.read(_HASH_CHUNK):
-                digest.update(chunk)
-    return f"{meta['taxonomy']['version']}-{digest.hexdigest()[:12]}"
+    meta = load_student_metadata(model_dir)
+    return version_of(meta["taxonomy"]["version"], model_dir)
 
 
 @dataclass

@@ -145,6 +145,75 @@ def gold_targets(gold: Sequence[str] | None, names: Sequence[str]) -> list[float
     return [1.0 if name in chosen else 0.0 for name in names]
 
 
+class TrainingRows(NamedTuple):
+    """What the student learns from a batch of N aggregate rows (see :func:`training_rows`)."""
+
+    targets: list[list[float] | None]  # N: K floats for a usable row, None otherwise
+    weights: np.ndarray  # (N,) float32: the row's confidence weight, 0 for an unusable row
+    split: list[str | None]  # N: "train" / "dev" for a usable row, None otherwise
+
+
+def training_rows(
+    ids: Sequence[str],
+    texts: Sequence[str | None],
+    probs: Sequence[Sequence[float] | None],
+    errors: Sequence[str | None],
+    gold: Sequence[Sequence[str] | None],
+    gold_seed: Sequence[bool | None],
+    taxonomy_versions: Sequence[str | None],
+    taxonomy_version: str,
+    num_labels: int,
+    names: Sequence[str] | None,
+    settings: StudentConfig,
+) -> TrainingRows:
+    """Aggregate rows (N of each column) -> their targets, weights and train/dev side.
+
+    Rules, in order: with ``names`` (the K labels in taxonomy order), a gold-seed row with gold
+    learns from its gold labels (multi-hot; the aggregate's error no longer matters), the best
+    labels there are; a row
+    made under another taxonomy version than ``taxonomy_version`` is never usable; the rest
+    must pass :func:`usable_rows`; usable rows weigh :func:`row_weights` and are split by id
+    hash (:func:`dev_mask`, ``settings.dev_fraction``).
+    """
+    count = len(ids)
+    for name, column in {
+        "texts": texts,
+        "probs": probs,
+        "errors": errors,
+        "gold": gold,
+        "gold_seed": gold_seed,
+        "taxonomy_versions": taxonomy_versions,
+    }.items():
+        if len(column) != count:
+            raise ValueError(f"{name} has {len(column)} rows, ids has {count}")
+    if names is not None and len(names) != num_labels:
+        raise ValueError(f"names must hold {num_labels} labels, got {list(names)!r}")
+    seeded = [bool(names) and bool(gold_seed[i]) and gold[i] is not None for i in range(count)]
+    targets = [gold_targets(gold[i], names or []) if seeded[i] else probs[i] for i in range(count)]
+    row_errors = [None if seeded[i] else errors[i] for i in range(count)]
+    own = [i for i in range(count) if taxonomy_versions[i] == taxonomy_version]
+    keep = np.zeros(count, dtype=bool)
+    keep[own] = usable_rows(
+        [texts[i] for i in own],
+        [targets[i] for i in own],
+        [row_errors[i] for i in own],
+        [gold[i] is not None for i in own],
+        [gold_seed[i] for i in own],
+        num_labels,
+        settings.exclude_eval_gold,
+    )
+    index = np.flatnonzero(keep)
+    matrix = np.asarray([targets[i] for i in index], dtype=np.float64).reshape(-1, num_labels)
+    weights = np.zeros(count, dtype=np.float32)
+    weights[index] = row_weights(matrix, settings.confidence_weighting, settings.min_row_weight)
+    split: list[str | None] = [None] * count
+    dev = dev_mask([ids[i] for i in index], settings.dev_fraction)
+    for i, is_dev_row in zip(index, dev, strict=True):
+        split[i] = "dev" if is_dev_row else "train"
+    kept = [list(targets[i]) if keep[i] else None for i in range(count)]  # type: ignore[arg-type]
+    return TrainingRows(targets=kept, weights=weights, split=split)
+
+
 def is_head_parameter(name: str) -> bool:
     """Whether a named parameter belongs to the pooler or the classification head."""
     parts = name.split(".")

@@ -52,7 +52,34 @@ API_KEY = "test-secret-key-0123456789"
 
 
 @pytest.fixture(scope="session")
-def ray_local() -> Iterator[Any]:
+def s3_bucket() -> Iterator[str]:
+    """A real S3 API on loopback (moto's server) with one bucket; -> ``s3://<bucket>``.
+
+    Sets the standard AWS_* variables (AWS_ENDPOINT_URL among them) before the session's Ray
+    starts (``ray_local`` depends on this), so Ray's workers inherit them.
+    """
+    import uuid
+
+    import fsspec
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    os.environ.update(
+        AWS_ENDPOINT_URL=f"http://{host}:{port}",
+        AWS_ACCESS_KEY_ID="testing",
+        AWS_SECRET_ACCESS_KEY="testing",
+        AWS_DEFAULT_REGION="us-east-1",
+    )
+    bucket = f"labelmill-test-{uuid.uuid4().hex[:8]}"
+    fsspec.filesystem("s3").mkdir(bucket)
+    yield f"s3://{bucket}"
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def ray_local(s3_bucket: str) -> Iterator[Any]:
     import ray
 
     os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "1")

@@ -413,3 +413,28 @@ def test_export_refuses_pickle_files(
     with pytest.raises(RuntimeError, match=r"pickle-format files \['pytorch_model\.bin'\]"):
         _export(student, backbone[1], tmp_path / "s")
     assert not list(tmp_path.iterdir())  # nothing published, temp dir removed
+
+
+def test_export_to_a_uri_publishes_the_directory_with_its_version(
+    student: PreTrainedModel, backbone: tuple[Path, PreTrainedTokenizerFast], tmp_path: Path
+) -> None:
+    import fsspec
+
+    from labelmill.artifacts import artifact_version, fetch_model
+    from labelmill.student.inference import model_version
+
+    local = _export(student, backbone[1], tmp_path / "local")
+    uri = "memory://export-test/run/student"
+    fs, path = fsspec.core.url_to_fs(uri)
+    fs.pipe_file(f"{path}/stale.bin", b"from an earlier export")
+    assert _export(student, backbone[1], uri) == uri
+    assert not fs.exists(f"{path}/stale.bin")  # replaced as a whole
+    meta = load_student_metadata(uri)
+    # the same weights give the same version, recorded in labelmill.json
+    assert meta["model_version"] == load_student_metadata(local)["model_version"]
+    assert meta["model_version"] == model_version(local) == artifact_version(uri)
+    assert meta["model_version"].startswith("abc123-")
+    copy = fetch_model(uri, cache=tmp_path / "cache")
+    assert model_version(copy) == meta["model_version"]
+    assert not list(tmp_path.glob("labelmill-export-*"))
+    fs.rm(path, recursive=True)

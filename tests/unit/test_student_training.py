@@ -240,3 +240,47 @@ def test_parameter_groups_split_encoder_from_pooler_and_head() -> None:
 def test_parameter_groups_need_a_head() -> None:
     with pytest.raises(ValueError, match="no classification head parameters in Linear"):
         parameter_groups(torch.nn.Linear(2, 2), StudentConfig())
+
+
+def test_training_rows_rules_hand_computed() -> None:
+    from labelmill.student.training import training_rows
+
+    settings = StudentConfig(dev_fraction=0.5)  # confidence weighting, floor 0.1
+    ids = ["a", "b", "c", "d", "e", "f"]
+    rows = training_rows(
+        ids,
+        ["t", "t", "t", None, "t", "t"],
+        [[0.9, 0.1], [0.5, 0.5], [0.9, 0.9], [0.9, 0.1], None, [0.2, 0.8]],
+        [None, None, None, None, "boom", None],
+        [None, None, None, None, ["y"], ["x"]],
+        [False, False, False, False, True, False],
+        ["v1", "v1", "v2", "v1", "v1", "v1"],
+        "v1",
+        2,
+        ["x", "y"],
+        settings,
+    )
+    # a: usable; b: usable, all-0.5 row at the 0.1 floor; c: other taxonomy version; d: no
+    # text; e: gold seed, learns its gold (the error is the aggregate's); f: held-out gold
+    assert rows.targets == [[0.9, 0.1], [0.5, 0.5], None, None, [0.0, 1.0], None]
+    np.testing.assert_allclose(rows.weights, [0.8, 0.1, 0.0, 0.0, 1.0, 0.0], rtol=1e-6)
+    for i in (0, 1, 4):
+        assert rows.split[i] == ("dev" if is_dev(ids[i], 0.5) else "train")
+    assert [rows.split[i] for i in (2, 3, 5)] == [None, None, None]
+    # without names the seed keeps the aggregate's row, which is an error row
+    plain = training_rows(
+        ids[4:5], ["t"], [None], ["boom"], [["y"]], [True], ["v1"], "v1", 2, None, settings
+    )
+    assert plain.targets == [None] and plain.split == [None]
+
+
+def test_training_rows_errors() -> None:
+    from labelmill.student.training import training_rows
+
+    settings = StudentConfig()
+    with pytest.raises(ValueError, match="texts has 0 rows, ids has 1"):
+        training_rows(["a"], [], [None], [None], [None], [False], ["v"], "v", 2, None, settings)
+    with pytest.raises(ValueError, match=r"names must hold 2 labels, got \['x'\]"):
+        training_rows(["a"], ["t"], [None], [None], [None], [False], ["v"], "v", 2, ["x"], settings)
+    with pytest.raises(ValueError, match="probs must have 2 values"):
+        training_rows(["a"], ["t"], [[0.5]], [None], [None], [False], ["v"], "v", 2, None, settings)
