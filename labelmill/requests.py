@@ -8,11 +8,13 @@ unusable still yields one placeholder request carrying ``prep_error``, so the ro
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from labelmill.config import LLMTeacherConfig, TeacherBase
 from labelmill.documents import check_text, truncate_to_tokens
+from labelmill.errors import ConfigError
 from labelmill.prompts import (
     build_score_messages,
     build_set_messages,
@@ -167,3 +169,28 @@ def chat_request_body(
     else:
         body.update(max_tokens=1, temperature=0.0, logprobs=True, top_logprobs=20)
     return body
+
+
+def http_auth_headers(name: str, api_key_env: str | None, environ: Mapping[str, str]) -> dict:
+    """The Authorization header of an OpenAI-compatible teacher: the one rule for every caller
+    (the label job's HTTP processor and the endpoint's cascade).
+
+    No ``api_key_env`` -> no header. A named variable that is unset or empty is a
+    :class:`~labelmill.errors.ConfigError` naming the teacher and the variable: a request sent
+    with ``Bearer `` and no key fails on the server for every document, far from its cause.
+
+    Example:
+        >>> http_auth_headers("gpt", "KEY", {"KEY": "s3cret"})
+        {'Authorization': 'Bearer s3cret'}
+        >>> http_auth_headers("gpt", None, {})
+        {}
+    """
+    if not api_key_env:
+        return {}
+    key = environ.get(api_key_env, "")
+    if not key.strip():
+        raise ConfigError(
+            f"teacher {name!r}: environment variable {api_key_env!r} (api_key_env) is unset or "
+            "empty"
+        )
+    return {"Authorization": f"Bearer {key}"}

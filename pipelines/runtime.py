@@ -42,16 +42,30 @@ def ray_session(config: RayConfig) -> Iterator[None]:
         return
     # Ray Data's progress bars are noise in a batch job's log.
     os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "1")
-    kwargs: dict = {"ignore_reinit_error": True, "include_dashboard": False}
-    if config.address is not None:
-        kwargs["address"] = config.address
-    else:  # "local": a new embedded Ray even if another one runs on this machine
-        kwargs["address"] = "local"
-        kwargs["num_cpus"] = config.num_cpus or max(os.cpu_count() or 1, 4)
-        if config.object_store_memory_gb is not None:
-            kwargs["object_store_memory"] = int(config.object_store_memory_gb * 2**30)
-    ray.init(**kwargs)
+    start_ray(config.address, config.num_cpus, config.object_store_memory_gb)
     try:
         yield
     finally:
         ray.shutdown()
+
+
+def start_ray(
+    address: str | None, num_cpus: int | None = None, object_store_memory_gb: float | None = None
+) -> None:
+    """The one ``ray.init`` of labelmill: join ``address``, or start an embedded local Ray.
+
+    ``address: None`` starts a new embedded Ray even if another one runs on this machine
+    (``address="local"``), with ``num_cpus`` (default: the machine's, at least 4, so that light
+    stages can overlap an engine) and an optional object store size.
+    """
+    import ray
+
+    kwargs: dict = {"ignore_reinit_error": True, "include_dashboard": False}
+    if address is not None:
+        kwargs["address"] = address
+    else:
+        kwargs["address"] = "local"
+        kwargs["num_cpus"] = num_cpus or max(os.cpu_count() or 1, 4)
+        if object_store_memory_gb is not None:
+            kwargs["object_store_memory"] = int(object_store_memory_gb * 2**30)
+    ray.init(**kwargs)

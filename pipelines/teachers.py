@@ -22,6 +22,7 @@ from labelmill.requests import (
     build_requests,
     chat_request_body,
     document_token_budget,
+    http_auth_headers,
 )
 from labelmill.votes import score_vote, set_vote
 
@@ -211,13 +212,7 @@ def build_http_processor(plan: TeacherPlan, cpus: float) -> Any:
 
     teacher = plan.teacher
     headers = {"Content-Type": "application/json"}
-    if teacher.api_key_env:
-        key = os.environ.get(teacher.api_key_env)
-        if not key:
-            raise ValueError(
-                f"teacher {teacher.name!r}: environment variable {teacher.api_key_env!r} is unset"
-            )
-        headers["Authorization"] = f"Bearer {key}"
+    headers |= http_auth_headers(teacher.name, teacher.api_key_env, os.environ)
     config = HttpRequestProcessorConfig(
         url=f"{(teacher.base_url or '').rstrip('/')}/chat/completions",
         headers=headers,

@@ -23,6 +23,7 @@ import numpy as np
 from ray import serve
 from ray.serve.metrics import Histogram
 
+from labelmill.errors import ConfigError
 from labelmill.serve_config import BatchingConfig, CascadeConfig
 
 _BATCH_BOUNDARIES = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512]
@@ -172,12 +173,13 @@ class CascadeTeacher:
     def __init__(self, model_dir: str, cascade: CascadeConfig):
         import httpx
 
+        from labelmill.requests import http_auth_headers
         from labelmill.serving import TokenBucket
         from labelmill.student.export import load_student_metadata
         from labelmill.taxonomy import Taxonomy
 
         if cascade.teacher is None:
-            raise ValueError("cascade.teacher is not configured")
+            raise ConfigError("cascade.teacher is not configured")
         meta = load_student_metadata(model_dir)
         names = meta["taxonomy"]["names"]
         descriptions = meta["taxonomy"].get("descriptions") or names
@@ -186,9 +188,7 @@ class CascadeTeacher:
         self.teacher = cascade.teacher
         self.bucket = TokenBucket(cascade.tokens_per_minute)
         self.limit = asyncio.Semaphore(cascade.max_concurrency)
-        headers = {}
-        if self.teacher.api_key_env:
-            headers["Authorization"] = f"Bearer {os.environ.get(self.teacher.api_key_env, '')}"
+        headers = http_auth_headers(self.teacher.name, self.teacher.api_key_env, os.environ)
         self.client = httpx.AsyncClient(
             base_url=str(self.teacher.base_url).rstrip("/"),
             headers=headers,

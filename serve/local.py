@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Any
 
 from labelmill.errors import ConfigError
+from labelmill.requests import http_auth_headers
 from labelmill.serve_config import ServeConfig
 
 
@@ -28,18 +28,18 @@ def start_endpoint(
     env = config.auth.api_key_env
     if env is not None and not os.environ.get(env):
         raise ConfigError(f"auth.api_key_env is {env!r} but that variable is unset or empty")
+    teacher = config.cascade.teacher if config.cascade.enabled else None
+    if teacher is not None:  # the same rule as the label job, before anything is deployed
+        http_auth_headers(teacher.name, getattr(teacher, "api_key_env", None), os.environ)
 
     import ray
+    from labelmill.pipelines.runtime import start_ray
     from labelmill.serve.app import build_app
     from ray import serve
 
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     if not ray.is_initialized():
-        init: dict[str, Any] = {"address": address, "include_dashboard": False}
-        if address is None:  # a new embedded Ray even if another one runs on this machine
-            init["address"] = "local"
-            init["num_cpus"] = num_cpus or max(os.cpu_count() or 1, 4)
-        ray.init(**init)
+        start_ray(address, num_cpus)
     serve.start(http_options={"host": host, "port": port})
     serve.run(build_app(config), name="labelmill", route_prefix="/")
     return f"http://{host}:{port}"

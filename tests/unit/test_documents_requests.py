@@ -124,3 +124,14 @@ def test_answer_token_ids() -> None:
 
     with pytest.raises(ValueError, match=r"no single-token yes/no answers"):
         answer_token_ids(Empty())
+
+
+def test_http_auth_headers_one_rule_for_label_job_and_cascade() -> None:
+    from labelmill.errors import ConfigError
+    from labelmill.requests import http_auth_headers
+
+    assert http_auth_headers("gpt", "KEY", {"KEY": "abc"}) == {"Authorization": "Bearer abc"}
+    assert http_auth_headers("gpt", None, {"KEY": "abc"}) == {}
+    for environ in ({}, {"KEY": ""}, {"KEY": "  "}):
+        with pytest.raises(ConfigError, match="teacher 'gpt': environment variable 'KEY'"):
+            http_auth_headers("gpt", "KEY", environ)
