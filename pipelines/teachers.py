@@ -14,6 +14,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from labelmill.engine_results import normalize_http_row, normalize_vllm_row
 from labelmill.prompts import label_set_grammar
 from labelmill.records import vote_schema
 from labelmill.requests import (
@@ -139,69 +140,12 @@ def build_vllm_processor(plan: TeacherPlan, cpus: float) -> Any:
     )
 
 
-def normalize_vllm_row(row: dict[str, Any], set_cap: int) -> dict[str, Any]:
-    """A vLLM processor output row -> an engine result (see labelmill.votes)."""
-    error = row.get("__inference_error__") or None
-    generated = int(row.get("num_generated_tokens") or 0)
-    top: dict[str, float] = {}
-    for entry in (row.get("logprobs") or [])[:1]:
-        for info in entry.values():
-            top[str(info.get("decoded_token"))] = float(info.get("logprob"))
-    return {
-        "id": row["id"],
-        "label_index": int(row["label_index"]),
-        "prep_error": row.get("prep_error"),
-        "truncated": bool(row.get("truncated")),
-        "raw_output": row.get("generated_text"),
-        "prompt_tokens": int(row.get("num_input_tokens") or 0),
-        "output_tokens": generated,
-        "finish_reason": "length" if generated >= set_cap else "stop",
-        "engine_error": error,
-        "top_logprobs_json": json.dumps(top) if top else None,
-    }
-
-
 # ---------------------------------------------------------------- OpenAI-compatible endpoints
 
 
 def openai_payload(row: dict[str, Any], plan: TeacherPlan) -> dict[str, Any]:
     """Chat-completions request body of one request row."""
     return chat_request_body(plan.teacher, plan.taxonomy, json.loads(row["messages_json"]))
-
-
-def normalize_http_row(row: dict[str, Any]) -> dict[str, Any]:
-    """An HTTP processor output row -> an engine result (see labelmill.votes)."""
-    response = row.get("http_response") or {}
-    result: dict[str, Any] = {
-        "id": row["id"],
-        "label_index": int(row["label_index"]),
-        "prep_error": row.get("prep_error"),
-        "truncated": bool(row.get("truncated")),
-        "raw_output": None,
-        "prompt_tokens": 0,
-        "output_tokens": 0,
-        "finish_reason": None,
-        "engine_error": None,
-        "top_logprobs_json": None,
-    }
-    choices = response.get("choices") or []
-    if response.get("error") or not choices:
-        detail = response.get("error") or f"no choices in response {str(response)[:200]}"
-        result["engine_error"] = str(detail)[:500]
-        return result
-    choice = choices[0]
-    usage = response.get("usage") or {}
-    result.update(
-        raw_output=(choice.get("message") or {}).get("content"),
-        finish_reason=choice.get("finish_reason"),
-        prompt_tokens=int(usage.get("prompt_tokens") or 0),
-        output_tokens=int(usage.get("completion_tokens") or 0),
-    )
-    content = (choice.get("logprobs") or {}).get("content") or []
-    if content:
-        top = {t["token"]: float(t["logprob"]) for t in content[0].get("top_logprobs") or []}
-        result["top_logprobs_json"] = json.dumps(top)
-    return result
 
 
 def build_http_processor(plan: TeacherPlan, cpus: float) -> Any:
