@@ -38,6 +38,7 @@ from typing import Any
 import fsspec
 
 from labelmill.errors import InputError, JobError
+from labelmill.jsonio import write_json
 
 METADATA_FILE = "labelmill.json"
 # Written into each cache entry: which URI and version it was fetched from, by which process.
@@ -209,7 +210,7 @@ def fetch_model(
                     raise InputError(f"no {METADATA_FILE} in {uri!r}: not an exported student")
                 if _copy_matches(copy, expected):
                     record = {"source": uri, "version": expected, "pid": os.getpid()}
-                    (copy / FETCH_RECORD).write_text(json.dumps(record) + "\n", encoding="utf-8")
+                    write_json(str(copy / FETCH_RECORD), record)
                     os.rename(copy, target)
                     return target
             finally:

@@ -10,12 +10,12 @@ transformers / tokenizers / gguf are imported inside the functions, never at imp
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable
 from pathlib import Path
 
 from labelmill.errors import InputError
+from labelmill.jsonio import write_json
 
 CHAT_TEMPLATE = (
     "{% for message in messages %}<|im_start|>{{ message['role'] }}\n"
@@ -167,7 +167,7 @@ def prepare_model(name: str, home: Path | None = None, force: bool = False) -> P
     if _is_prepared(target) and not force:
         return target
     builders[name](target)
-    (target / "labelmill-prepared.json").write_text(json.dumps({"name": name}), encoding="utf-8")
+    write_json(str(target / "labelmill-prepared.json"), {"name": name})
     return target
 
 

@@ -29,6 +29,7 @@ from labelmill.pipelines.runtime import ray_session
 from labelmill.artifacts import remove_dir
 from labelmill.config import LabelmillConfig, StudentConfig
 from labelmill.errors import JobError
+from labelmill.jsonio import read_json
 from labelmill.layout import aggregate_file_uri, aggregate_labels_uri, student_dir
 from labelmill.models import resolve_model
 from labelmill.taxonomy import Taxonomy
@@ -162,12 +163,8 @@ def _lineage_entries(lineages: list[str | None]) -> list[dict[str, Any]]:
 def _read_summary(config: LabelmillConfig) -> dict[str, Any]:
     """The aggregate's summary.json, or {} when it is absent or unreadable."""
     uri = aggregate_file_uri(config, "summary.json")
-    fs, path = fsspec.core.url_to_fs(uri)
-    if not fs.exists(path):
-        return {}
     try:
-        with fs.open(path, "r", encoding="utf-8") as handle:
-            summary = json.load(handle)
+        summary = read_json(uri, default={})
     except (OSError, ValueError):
         return {}
     return summary if isinstance(summary, dict) else {}

@@ -33,6 +33,7 @@ from labelmill.evaluation import (
     score_system,
     to_json,
 )
+from labelmill.jsonio import read_json
 from labelmill.layout import aggregate_file_uri, aggregate_labels_uri, eval_dir, student_dir
 from labelmill.report import render_report
 from labelmill.taxonomy import Taxonomy
@@ -192,14 +193,6 @@ def _student_probs(
     return probs, {"thresholds": student.thresholds, "lineage": lineage}
 
 
-def _read_json(uri: str) -> Any:
-    fs, path = fsspec.core.url_to_fs(uri)
-    if not fs.exists(path):
-        return None
-    with fs.open(path, "r") as handle:
-        return json.load(handle)
-
-
 def _parse_json(text: str) -> Any:
     try:
         return json.loads(text)
@@ -212,7 +205,7 @@ def _aggregate_lineage(config: LabelmillConfig, table: pa.Table) -> dict[str, An
     return {
         "labels_uri": aggregate_labels_uri(config),
         "methods": sorted({m for m in table["method"].to_pylist() if m}),
-        "summary": _read_json(aggregate_file_uri(config, "summary.json")),
+        "summary": read_json(aggregate_file_uri(config, "summary.json")),
         "row_lineage": _parse_json(distinct[0]) if distinct else None,
         "row_lineage_distinct": len(distinct),
     }

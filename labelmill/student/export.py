@@ -22,6 +22,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from labelmill.artifacts import is_uri, publish_dir, version_of
 from labelmill.errors import InputError
+from labelmill.jsonio import write_json
 
 # Schema identity of labelmill.json (not configuration): bump when its layout changes.
 _FORMAT_VERSION = 1
@@ -186,7 +187,7 @@ def export_student(
             meta["runtime"] = runtime_for_export(
                 tmp, model, tokenizer, meta, fast_path_texts, fast_path_labels
             )
-        (tmp / _METADATA_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+        write_json(str(tmp / _METADATA_FILE), meta)
         (tmp / "README.md").write_text(_model_card(meta, config.model_type), encoding="utf-8")
         files = [p for p in tmp.rglob("*") if p.is_file()]
         pickled = sorted(str(p.relative_to(tmp)) for p in files if p.suffix in _PICKLE_SUFFIXES)

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import copy
 import hashlib
-import json
 import os
 import tempfile
 import time
@@ -26,6 +25,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from labelmill.jsonio import write_json
 
 RUNTIMES = ("torch-float32", "torch-int8", "onnx-float32", "onnx-int8")
 REFERENCE = "torch-float32"
@@ -334,10 +335,7 @@ def add_fast_path(
     )
     old = (meta.get("runtime") or {}).get("file")
     meta["runtime"] = record
-    metadata = path / "labelmill.json"
-    scratch = metadata.with_name(".labelmill.json.tmp")
-    scratch.write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
-    os.replace(scratch, metadata)
+    write_json(str(path / "labelmill.json"), meta)  # atomic: a reader sees old or new
     if old and old != record.get("file"):
         (path / old).unlink(missing_ok=True)
     return record
