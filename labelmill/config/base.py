@@ -50,3 +50,21 @@ class TeacherBase(StrictModel):
     def cost(self, prompt_tokens: int, output_tokens: int) -> float:
         """Money for the given token counts (0: only priced kinds override this)."""
         return 0.0
+
+
+# fsspec protocols that live inside one process: a Ray worker (another process, maybe another
+# node) sees an empty filesystem there, so a job reading or writing them silently loses data.
+PROCESS_LOCAL_PROTOCOLS = ("memory",)
+
+
+def check_shared_uri(value: str | None) -> str | None:
+    """A corpus, gold or run-directory URI every Ray worker can reach (not ``memory://``)."""
+    if value is None:
+        return value
+    protocol = value.split("://", 1)[0].lower() if "://" in value else "file"
+    if protocol in PROCESS_LOCAL_PROTOCOLS:
+        raise ValueError(
+            f"{value!r} is process-local ({protocol}://): Ray workers cannot read or write it; "
+            "use a local path (one machine) or an object store such as s3://"
+        )
+    return value

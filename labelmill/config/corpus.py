@@ -4,16 +4,22 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
-from labelmill.config.base import StrictModel
+from labelmill.config.base import StrictModel, check_shared_uri
 
 
 class CorpusConfig(StrictModel):
     """Where the unlabeled documents are and how to read them."""
 
+    @field_validator("uri")
+    @classmethod
+    def _uri_shared(cls, value: str) -> str:
+        return check_shared_uri(value)
+
     uri: str = Field(
-        description="fsspec URI of a file or directory (local path, memory://, s3://, gs://, ...)."
+        description="fsspec URI of a file or directory (local path, s3://, gs://, ...) that every "
+        "Ray worker can read."
     )
     format: Literal["parquet", "jsonl", "csv"] | None = Field(
         default=None, description="File format; inferred from the URI's extension when omitted."
@@ -64,6 +70,11 @@ def infer_format(uri: str) -> str | None:
 
 class GoldConfig(StrictModel):
     """Where gold labels come from and which of them later stages may learn from."""
+
+    @field_validator("uri")
+    @classmethod
+    def _uri_shared(cls, value: str | None) -> str | None:
+        return check_shared_uri(value)
 
     uri: str | None = Field(
         default=None,

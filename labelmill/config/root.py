@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
-from labelmill.config.base import StrictModel
+from labelmill.config.base import StrictModel, check_shared_uri
 from labelmill.config.campaign import CampaignConfig
 from labelmill.config.corpus import CorpusConfig, GoldConfig, has_gold
 from labelmill.config.rules import RulesTeacherConfig
@@ -34,7 +34,10 @@ class LabelmillConfig(StrictModel):
         description="Teachers to run; only `label` (and `run`, `campaign`) need one: stages "
         "over votes already written (aggregate, distill, evaluate, predict) need none.",
     )
-    output_uri: str = Field(description="fsspec URI of the run directory for all outputs.")
+    output_uri: str = Field(
+        description="fsspec URI of the run directory for all outputs (a local path on one "
+        "machine, an object store such as s3://bucket/run on a cluster)."
+    )
     ray: RayConfig = Field(default_factory=RayConfig, description="Ray cluster settings.")
     gold: GoldConfig = Field(default_factory=GoldConfig, description="Gold labels and seed.")
     aggregate: AggregateConfig = Field(
@@ -48,6 +51,11 @@ class LabelmillConfig(StrictModel):
     campaign: CampaignConfig = Field(
         default_factory=CampaignConfig, description="Budgeted relabeling rounds."
     )
+
+    @field_validator("output_uri")
+    @classmethod
+    def _output_shared(cls, value: str) -> str:
+        return check_shared_uri(value)
 
     @model_validator(mode="after")
     def _teacher_checks(self) -> LabelmillConfig:

@@ -90,6 +90,13 @@ def test_defaults_and_format_inference() -> None:
             lambda c: c["ray"].update(num_cpus=0) if "ray" in c else c.update(ray={"num_cpus": 0}),
             r"ray.num_cpus",
         ),
+        (
+            lambda c: c["corpus"].update(uri="memory://corpus.parquet"),
+            r"corpus.uri: Value error, 'memory://corpus.parquet' is process-local \(memory://\): "
+            r"Ray workers cannot read or write it",
+        ),
+        (lambda c: c.update(output_uri="MEMORY://run"), r"output_uri: .* is process-local"),
+        (lambda c: c.update(gold={"uri": "memory://g.jsonl"}), r"gold.uri: .* is process-local"),
     ],
 )
 def test_bad_configs_name_the_field(mutate, match: str) -> None:
