@@ -28,7 +28,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from labelmill.pipelines.gold import read_gold
-from labelmill.pipelines.parts import AtomicPartsDatasink, read_parts_dataset
+from labelmill.pipelines.parts import read_parts_dataset, write_part
 from labelmill.pipelines.votes_io import anti_join_ids, semi_join_ids
 
 from labelmill.config import LabelmillConfig
@@ -149,6 +149,22 @@ class EncodeDocuments:
         )
 
 
+class EncodeAndPersist(EncodeDocuments):
+    """Ray Data UDF (actor): encode a batch, write its scored rows at once as an atomic part
+    under ``scores_uri`` (the resume point: a batch is kept the moment it is encoded, not when
+    the task or the job ends) and return one summary row (``rows``)."""
+
+    def __init__(self, scores_uri: str, **encoder: Any) -> None:
+        super().__init__(**encoder)
+        self.scores_uri = scores_uri
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        scored = super().__call__(batch)
+        if scored.num_rows:
+            write_part(scored, self.scores_uri, key_columns=("id",))
+        return pa.table({"rows": [scored.num_rows]})
+
+
 def score_moments_batch(batch: pa.Table, k: int) -> pa.Table:
     """Ray Data UDF: one row of score moments (count, total (K), total_sq (K)) of a batch."""
     good = [s for s in batch["scores"].to_pylist() if s is not None]
@@ -260,7 +276,8 @@ class EmbeddingTeacherRun:
         return embedding_scores_uri(self.config.output_uri, self.plan.teacher.name, self.score_hash)
 
     def encode(self, docs: Any) -> Any:
-        """Dataset of (id, text) -> dataset of scored rows (see :func:`scored_schema`)."""
+        """Dataset of (id, text) -> dataset of one ``rows`` summary per encoded batch, each
+        batch's scored rows (:func:`scored_schema`) written under :meth:`scores_uri`."""
         teacher = self.plan.teacher
         gpu = teacher.accelerator == "gpu"
         if gpu:
@@ -272,8 +289,9 @@ class EmbeddingTeacherRun:
                     "GPU; set accelerator: cpu"
                 )
         return docs.select_columns(["id", "text"]).map_batches(
-            EncodeDocuments,
+            EncodeAndPersist,
             fn_constructor_kwargs={
+                "scores_uri": self.scores_uri(),
                 "model_path": self.plan.model_path,
                 "max_length": teacher.embedding.max_length,
                 "texts": self.texts,
@@ -296,17 +314,15 @@ class EmbeddingTeacherRun:
             missing = missing.materialize()
             if missing.count() == 0:
                 return 0
-        sink = AtomicPartsDatasink(self.scores_uri(), key_columns=("id",), schema=scored_schema())
         from ray.exceptions import RayError
 
-        try:
-            self.encode(missing).write_datasink(sink)
+        try:  # one summary row per batch reaches the driver, never a score
+            return sum(row["rows"] for row in self.encode(missing).iter_rows())
         except RayError as error:
             raise EmbeddingTeacherError(
                 f"teacher {self.plan.teacher.name!r}: encoding the corpus failed: "
                 f"{type(error).__name__}: {error}"
             ) from error
-        return sink.rows_written
 
     def corpus_scores(self) -> Any:
         """The persisted scored rows of this job's corpus (a semi-join on id)."""
