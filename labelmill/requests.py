@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from labelmill.config import TeacherConfig
+from labelmill.config import LLMTeacherConfig, TeacherBase
 from labelmill.documents import check_text, truncate_to_tokens
 from labelmill.prompts import (
     build_score_messages,
@@ -38,9 +38,13 @@ class ChatTokenizer(Protocol):
 
 @dataclass(frozen=True)
 class TeacherPlan:
-    """One teacher, resolved: its config, the taxonomy, and the lineage hashes."""
+    """One teacher, resolved: its config, the taxonomy, and the lineage hashes.
 
-    teacher: TeacherConfig
+    The prompt properties and request building need an LLM teacher (``vllm`` / ``openai``);
+    ``embedding`` and ``rules`` plans only carry their config and taxonomy.
+    """
+
+    teacher: TeacherBase
     taxonomy: Taxonomy
     model_path: str
 
@@ -142,7 +146,7 @@ def answer_token_ids(tokenizer: ChatTokenizer) -> tuple[list[int], list[int]]:
 
 
 def chat_request_body(
-    teacher: TeacherConfig, taxonomy: Taxonomy, messages: list[dict[str, str]]
+    teacher: LLMTeacherConfig, taxonomy: Taxonomy, messages: list[dict[str, str]]
 ) -> dict[str, Any]:
     """OpenAI chat-completions body for one conversation of ``teacher``.
 

@@ -22,6 +22,7 @@ from typing import Any
 import fsspec
 from labelmill.pipelines.corpus import read_corpus
 from labelmill.pipelines.embedding_teacher import EmbeddingTeacherRun
+from labelmill.pipelines.rules_teacher import rules_stage
 from labelmill.pipelines.runtime import ray_session
 from labelmill.pipelines.teachers import teacher_votes
 from labelmill.pipelines.votes_io import (
@@ -31,10 +32,12 @@ from labelmill.pipelines.votes_io import (
     written_ids,
 )
 
-from labelmill.config import LabelmillConfig, TeacherConfig
+from labelmill.config import LabelmillConfig, RulesTeacherConfig, TeacherConfig
 from labelmill.console import progress
+from labelmill.errors import ConfigError
 from labelmill.models import resolve_model
 from labelmill.requests import TeacherPlan
+from labelmill.rules import RULES_MODEL
 from labelmill.taxonomy import Taxonomy
 
 
@@ -83,6 +86,8 @@ class LabelJobSummary:
 
 def make_plan(teacher: TeacherConfig, taxonomy: Taxonomy) -> TeacherPlan:
     """Resolve a teacher's model (a bundled name is prepared once) and check it is there."""
+    if isinstance(teacher, RulesTeacherConfig):  # no model: the rules are the teacher
+        return TeacherPlan(teacher=teacher, taxonomy=taxonomy, model_path=RULES_MODEL)
     if teacher.kind == "openai":
         return TeacherPlan(teacher=teacher, taxonomy=taxonomy, model_path=teacher.model)
     path = resolve_model(teacher.model)
@@ -101,6 +106,8 @@ def teacher_stage(
     if plan.teacher.kind == "embedding":
         run = EmbeddingTeacherRun(config, plan, corpus, cpus)
         return run.prompt_hash, run.votes
+    if isinstance(plan.teacher, RulesTeacherConfig):
+        return rules_stage(plan.teacher, plan.taxonomy, cpus)
     return plan.prompt_hash, lambda todo: teacher_votes(todo, plan, cpus)
 
 
@@ -115,7 +122,7 @@ def _run_teacher(
     done = written_ids(config.output_uri, teacher.name, prompt_hash, version, cpus)
     stats = TeacherRunStats(
         teacher=teacher.name,
-        mode="embedding" if teacher.kind == "embedding" else teacher.mode,
+        mode=teacher.vote_mode,
         rows_in=rows_in,
         rows_resumed=0,
         output=votes_dir(config.output_uri, teacher.name),
@@ -149,10 +156,7 @@ def _run_teacher(
                 f"teacher {teacher.name!r} failed: {type(error).__name__}: {error}"
             ) from error
     stats.seconds = time.perf_counter() - started
-    stats.cost = (
-        stats.prompt_tokens * teacher.price_per_1k_input
-        + stats.output_tokens * teacher.price_per_1k_output
-    ) / 1000
+    stats.cost = teacher.cost(stats.prompt_tokens, stats.output_tokens)
     check_every_row_voted(config, plan, prompt_hash, corpus, rows_in, stats.rows_labeled)
     return stats
 
@@ -208,6 +212,8 @@ def run_label_job(
     teachers (``campaign.teachers`` relabel only what a campaign selects). The summary is
     written to ``<output_uri>/<summary_path>``.
     """
+    if not config.teachers:
+        raise ConfigError("teachers: at least one teacher is needed to label, got none")
     taxonomy = Taxonomy.from_config(config.taxonomy)
     if teachers is None:
         teachers = [t.name for t in config.teachers if t.name not in config.campaign.teachers]

@@ -93,7 +93,8 @@ def test_embedding_teacher_kind() -> None:
                     {"name": "e", "kind": "embedding", "model": "m", "base_url": "http://x"}
                 ]
             },
-            "base_url/api_key_env are for kind 'openai', got kind 'embedding'",
+            "teachers.0.base_url: Extra inputs are not permitted; base_url is only valid for kind "
+            "'openai', this teacher is kind 'embedding'",
         ),
         (
             {

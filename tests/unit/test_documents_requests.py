@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from fakes import WordTokenizer
 
-from labelmill.config import LabelConfig, TaxonomyConfig, TeacherConfig
+from labelmill.config import LabelConfig, TaxonomyConfig, VllmTeacherConfig
 from labelmill.documents import check_text, content_id, truncate_to_tokens
 from labelmill.requests import (
     PLACEHOLDER_PROMPT,
@@ -22,7 +22,7 @@ TAX = Taxonomy.from_config(
 
 
 def plan(mode: str = "set", max_model_len: int = 256) -> TeacherPlan:
-    teacher = TeacherConfig(
+    teacher = VllmTeacherConfig(
         name="t",
         kind="vllm",
         model="/m",

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from labelmill.config import LabelConfig, TaxonomyConfig, TeacherConfig
+from labelmill.config import LabelConfig, TaxonomyConfig, VllmTeacherConfig
 from labelmill.requests import TeacherPlan
 from labelmill.taxonomy import Taxonomy
 from labelmill.votes import score_vote, set_vote
@@ -21,7 +21,7 @@ NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
 def plan(mode: str) -> TeacherPlan:
     return TeacherPlan(
-        teacher=TeacherConfig(name="t", kind="vllm", model="m", mode=mode),
+        teacher=VllmTeacherConfig(name="t", kind="vllm", model="m", mode=mode),
         taxonomy=TAX,
         model_path="/m",
     )

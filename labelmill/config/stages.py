@@ -1,0 +1,214 @@
+"""Stage settings: the Ray cluster, aggregation, the student, evaluation and batch prediction."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from labelmill.config.base import StrictModel
+
+
+class RayConfig(StrictModel):
+    """Which Ray cluster to run on."""
+
+    address: str | None = Field(
+        default=None,
+        description="Ray address ('auto', 'ray://host:10001'); null starts an embedded local Ray.",
+    )
+    num_cpus: int | None = Field(
+        default=None,
+        ge=1,
+        description="Logical CPUs of the embedded local Ray (null: max(cores, 4): engine replicas "
+        "hold whole CPUs and some Ray Data internal tasks ask for one each, so a 2-core machine "
+        "needs headroom to avoid a scheduling deadlock).",
+    )
+    object_store_memory_gb: float | None = Field(
+        default=None, gt=0, description="Object store size of the embedded local Ray."
+    )
+    light_stage_cpus: float = Field(
+        default=0.25,
+        gt=0,
+        le=16,
+        description="CPUs reserved by each light task (reading, prompt building, parsing, "
+        "writing). Kept fractional so they run beside engine replicas that hold whole CPUs.",
+    )
+
+
+class AggregateConfig(StrictModel):
+    """How teacher votes become one soft label set per document (`labelmill aggregate`)."""
+
+    method: Literal["majority", "weighted", "dawid_skene"] = Field(
+        default="dawid_skene",
+        description="`majority`: share of teachers voting yes; `weighted`: log-odds vote "
+        "weighted by each teacher's per-label accuracy (from `teacher_weights`, else estimated "
+        "on the gold seed, else against the majority); `dawid_skene`: per-label binary "
+        "Dawid-Skene, hard-vote teachers with a sensitivity and specificity, probability "
+        "teachers with a logit-linear score model (labelmill/aggregation/dawid_skene.py).",
+    )
+    teachers: list[str] | None = Field(
+        default=None,
+        description="Names of the teachers whose votes (under <output_uri>/votes/) are aggregated; "
+        "null: every configured teacher. Votes of teachers no longer configured (or written by "
+        "the benchmark's simulated teachers) can be named here.",
+    )
+    threshold: float | None = Field(
+        default=None,
+        gt=0.0,
+        lt=1.0,
+        description="A fixed probability at or above which a label is set, for every label and "
+        "(in `evaluate`) every system. null: one threshold per label, tuned for F1 on the gold "
+        "seed where the label has enough seed positives, else the expected-F1 rule (see "
+        "labelmill/aggregation/thresholds.py).",
+    )
+    max_iter: int = Field(default=50, ge=1, description="`dawid_skene`: EM iterations at most.")
+    tol: float = Field(
+        default=1e-4, ge=0.0, description="`dawid_skene`: stop when no rate moves more than this."
+    )
+    smoothing: float = Field(
+        default=1.0,
+        ge=0.0,
+        description="`dawid_skene`: pseudo-evidence on every estimate: hard-vote rates are "
+        "shrunk towards the uninformative teacher with 2x this many votes, the score model "
+        "towards the calibrated teacher with this ridge strength.",
+    )
+    soft_votes: Literal["score", "mixture", "fractional"] = Field(
+        default="score",
+        description="`dawid_skene`: how a teacher's probability enters the likelihood: `score` "
+        "reads probability teachers (score and embedding modes) through the score model; "
+        "`mixture` / `fractional` are the older latent-vote models, kept for comparison "
+        "(see labelmill/aggregation/dawid_skene.py).",
+    )
+    use_gold_seed: bool = Field(
+        default=True,
+        description="Anchor the estimates on the gold seed documents (when there are any).",
+    )
+    gold_anchor: Literal["rates", "clamp"] = Field(
+        default="rates",
+        description="`dawid_skene` with a gold seed: `rates` estimates every teacher's rates "
+        "on the seed documents alone and labels the rest with one E-step (robust to teachers "
+        "that err together, which EM takes for the truth); `clamp` runs EM over all documents "
+        "with the seed's posteriors fixed to gold.",
+    )
+    teacher_weights: dict[str, float] | None = Field(
+        default=None,
+        description="`weighted`: fixed accuracy in (0, 1) per teacher name (overrides estimates).",
+    )
+    num_partitions: int | None = Field(
+        default=None,
+        ge=1,
+        description="Hash partitions of the shuffle that groups votes by document id (null: the "
+        "number of CPUs of the Ray cluster).",
+    )
+
+
+class StudentConfig(StrictModel):
+    """The distilled student classifier and its training (`labelmill distill`)."""
+
+    backbone: str = Field(
+        default="all-minilm-l6-v2",
+        description="Encoder: a bundled model name or a local Hugging Face encoder directory.",
+    )
+    max_length: int = Field(default=128, ge=8, description="Tokens per document (cut beyond).")
+    batch_size: int = Field(default=32, ge=1, description="Training batch size per worker.")
+    epochs: int = Field(
+        default=5,
+        ge=1,
+        description="Epochs to run at least (more on small splits, see `min_steps`; early "
+        "stopping may end sooner).",
+    )
+    min_steps: int = Field(
+        default=150,
+        ge=0,
+        description="Optimizer steps to reach at least: small splits get more epochs "
+        "(up to `max_epochs`), since a few hundred rows give too few steps per epoch.",
+    )
+    max_epochs: int = Field(
+        default=20, ge=1, description="Cap on the epochs that `min_steps` may add."
+    )
+    warmup_fraction: float = Field(
+        default=0.1,
+        ge=0.0,
+        lt=1.0,
+        description="Share of the optimizer steps with a linear learning-rate warm-up; the "
+        "rate then decays linearly to 0 at the last step.",
+    )
+    learning_rate: float = Field(
+        default=1e-4, gt=0.0, description="AdamW learning rate of the pretrained encoder."
+    )
+    head_learning_rate: float = Field(
+        default=3e-3,
+        gt=0.0,
+        description="AdamW learning rate of the pooler and the classification head. Sentence "
+        "encoders such as all-MiniLM-L6-v2 are trained for mean pooling, so their [CLS] pooler "
+        "features barely vary between documents; at the encoder's rate the head learns only the "
+        "label priors (measured: test ROC-AUC 0.57 after 2 epochs at 1e-4, 0.94 at 3e-3).",
+    )
+    weight_decay: float = Field(default=0.01, ge=0.0, description="AdamW weight decay.")
+    loss: Literal["bce", "asymmetric"] = Field(
+        default="bce", description="Soft-target BCE, or asymmetric loss (Ridnik et al. 2021)."
+    )
+    asl_gamma_pos: float = Field(default=0.0, ge=0.0, description="Asymmetric loss gamma+.")
+    asl_gamma_neg: float = Field(default=4.0, ge=0.0, description="Asymmetric loss gamma-.")
+    asl_clip: float = Field(default=0.05, ge=0.0, lt=1.0, description="Asymmetric loss clip.")
+    confidence_weighting: bool = Field(
+        default=True,
+        description="Weight each training row by the aggregate's confidence (mean |2p - 1| over "
+        "labels, floored at `min_row_weight`).",
+    )
+    min_row_weight: float = Field(
+        default=0.1, gt=0.0, le=1.0, description="Floor of a row's confidence weight."
+    )
+    dev_fraction: float = Field(
+        default=0.1,
+        gt=0.0,
+        lt=1.0,
+        description="Share of training documents (by id hash) held out for early stopping and "
+        "threshold tuning (gold-seed documents in it tune thresholds instead of training).",
+    )
+    patience: int = Field(
+        default=2, ge=1, description="Stop after this many epochs without a better dev loss."
+    )
+    seed: int = Field(default=0, description="Seed of the head initialisation and shuffling.")
+    num_workers: int = Field(default=1, ge=1, description="Ray Train workers (DDP).")
+    use_gpu: bool = Field(default=False, description="Train each worker on a GPU.")
+    cpus_per_worker: float = Field(default=1.0, gt=0, description="CPUs reserved per worker.")
+    exclude_eval_gold: bool = Field(
+        default=True,
+        description="Leave the held-out gold documents (gold minus seed) out of training, so "
+        "the student's evaluation is on documents it never saw.",
+    )
+    output_dir: str | None = Field(
+        default=None,
+        description="Local directory of the exported model (null: <output_uri>/student).",
+    )
+    fast_path: bool = Field(
+        default=True,
+        description="At export, measure the CPU runtimes (torch int8, ONNX Runtime float32 / "
+        "int8) on the dev rows and record the fastest within the accuracy guard as the "
+        "student's runtime (labelmill/student/fast_path.py); false: plain torch float32.",
+    )
+
+
+class EvaluateConfig(StrictModel):
+    """Scoring teachers, aggregate and student against gold (`labelmill evaluate`)."""
+
+    n_bins: int = Field(default=10, ge=2, description="Bins of the calibration error / diagram.")
+    include_student: bool = Field(
+        default=True, description="Score the exported student too (when it exists)."
+    )
+
+
+class PredictConfig(StrictModel):
+    """Batch prediction with the exported student (`labelmill predict`)."""
+
+    model_dir: str | None = Field(
+        default=None, description="Exported student directory (null: the student's output_dir)."
+    )
+    output_uri: str | None = Field(
+        default=None, description="Where prediction Parquet goes (null: <output_uri>/predictions)."
+    )
+    batch_size: int = Field(default=64, ge=1, description="Documents per batch per replica.")
+    concurrency: int = Field(default=1, ge=1, description="Student replicas (Ray actors).")
+    use_gpu: bool = Field(default=False, description="Put each replica on a GPU.")
+    cpus_per_replica: float = Field(default=1.0, gt=0, description="CPUs reserved per replica.")
