@@ -157,7 +157,8 @@ def _run_teacher(
             ) from error
     stats.seconds = time.perf_counter() - started
     stats.cost = teacher.cost(stats.prompt_tokens, stats.output_tokens)
-    check_every_row_voted(config, plan, prompt_hash, corpus, rows_in, stats.rows_labeled)
+    if remaining > 0:  # with nothing to do, the resume anti-join (empty) was the check
+        check_every_row_voted(config, plan, prompt_hash, corpus, rows_in, stats.rows_labeled)
     return stats
 
 
