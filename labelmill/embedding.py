@@ -284,6 +284,17 @@ def embedding_prompt_hash(
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:16]
 
 
+def embedding_score_hash(model: str, max_length: int, texts: Sequence[str]) -> str:
+    """Key of an encoder's raw scores: first 16 hex digits of SHA-256 of what fixes them.
+
+    The model reference, the input cap and the label texts decide a document's raw cosine
+    scores; calibration and the corpus do not, so raw scores survive a new corpus or seed.
+    """
+    payload = {"model": model, "max_length": max_length, "label_texts": list(texts), "layout": 1}
+    canonical = json.dumps(payload, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:16]
+
+
 def id_digest(ids: Sequence[str]) -> int:
     """Order-free digest of a shard's ids: sum of 64-bit id hashes mod 2**64 (add shards)."""
     total = 0

@@ -3,6 +3,8 @@
 Run directory (``output_uri``) layout::
 
     votes/<teacher>/part-*.parquet     teacher votes (labelmill label)
+    votes/<teacher>/calibration-<prompt_hash>.json      an embedding teacher's calibration
+    embedding-scores/<teacher>/<score_hash>/part-*.parquet  its raw scores, as encoded
     aggregate/labels/part-*.parquet    one soft label set per document (labelmill aggregate)
     aggregate/reliability.json         per-teacher, per-label sensitivity / specificity
     aggregate/summary.json             method, iterations, counts
@@ -75,3 +77,13 @@ def is_dev(doc_id: str, dev_fraction: float) -> bool:
     if not 0.0 < dev_fraction < 1.0:
         raise ValueError(f"dev_fraction must lie in (0, 1), got {dev_fraction!r}")
     return id_unit(doc_id, "student-dev") < dev_fraction
+
+
+def embedding_scores_uri(output_uri: str, teacher: str, score_hash: str) -> str:
+    """Directory of an embedding teacher's raw score parts (its encoding resume point)."""
+    return run_path(output_uri, "embedding-scores", teacher, score_hash)
+
+
+def embedding_calibration_uri(output_uri: str, teacher: str, prompt_hash: str) -> str:
+    """The calibration an embedding teacher fitted for one prompt hash (beside its votes)."""
+    return run_path(output_uri, "votes", teacher, f"calibration-{prompt_hash}.json")

@@ -33,13 +33,13 @@ from labelmill.pipelines.assemble import (
     assemble_votes,
     batch_arrays,
     label_table,
-    list_vote_parts,
     vote_mode,
-    write_label_part,
 )
 from labelmill.pipelines.corpus import read_corpus
 from labelmill.pipelines.gold import corpus_without_gold_column
+from labelmill.pipelines.parts import list_parts, write_part
 from labelmill.pipelines.runtime import ray_session
+from labelmill.pipelines.votes_io import votes_dir
 
 from labelmill.aggregation import (
     DSParams,
@@ -149,7 +149,7 @@ def resolve_teachers(config: LabelmillConfig) -> list[str]:
         return [
             t.name
             for t in config.teachers
-            if t.name not in campaign or list_vote_parts(config.output_uri, t.name)
+            if t.name not in campaign or list_parts(votes_dir(config.output_uri, t.name))
         ]
     if not names or len(set(names)) != len(names):
         raise ConfigError(f"aggregate.teachers must be distinct names, at least one, got {names!r}")
@@ -279,7 +279,7 @@ def finalize_batch(batch: pa.Table, spec: BatchSpec, fitted: FittedMethod) -> pa
     probs, log_likelihood = _probs(votes, gold, mask, spec, fitted, clamp=False)
     table = label_table(batch, spec, votes, probs, fitted.threshold, fitted.method, fitted.version)
     if table.num_rows:
-        write_label_part(table, fitted.labels_uri)
+        write_part(table, fitted.labels_uri)
     voted = ~np.isnan(votes).all(axis=2)  # (N, T)
     rows_voted = voted.any(axis=1)
     label_hits = np.where(np.isnan(probs), False, probs >= fitted.threshold)[rows_voted]
@@ -380,7 +380,7 @@ def run_aggregate_job(config: LabelmillConfig) -> AggregateJobSummary:
     cfg = config.aggregate
     taxonomy = Taxonomy.from_config(config.taxonomy)
     teachers = resolve_teachers(config)
-    vote_files = [list_vote_parts(config.output_uri, t) for t in teachers]
+    vote_files = [list_parts(votes_dir(config.output_uri, t)) for t in teachers]
     missing = [t for t, files in zip(teachers, vote_files, strict=True) if not files]
     if missing:
         raise InputError(f"no vote files for teachers {missing} under {config.output_uri!r}/votes")

@@ -31,18 +31,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import fsspec
-from labelmill.pipelines.campaign_labeler import (
-    Labeler,
-    TeacherLabeler,
-    read_json,
-    vote_spend,
-    write_json,
-)
+from labelmill.pipelines.campaign_labeler import Labeler, TeacherLabeler, vote_spend
 from labelmill.pipelines.campaign_select import CampaignInputs, load_inputs, rank_candidates
 from labelmill.pipelines.runtime import ray_session
 
+from labelmill.campaign_budget import admit, open_by_teacher, recover, settle
+from labelmill.campaign_cost import DRY_RUN_SAMPLE, dry_run_cost
+from labelmill.campaign_cost import docs_per_round as round_size
 from labelmill.campaign_report import gain_per_budget, render_campaign_report
 from labelmill.config import LabelmillConfig, has_gold
+from labelmill.jsonio import read_json, write_json
 from labelmill.layout import aggregate_labels_uri, eval_dir, run_path, student_dir
 from labelmill.ledger import Budget, BudgetLedger
 
@@ -98,7 +96,7 @@ def make_budget(config: LabelmillConfig) -> Budget:
 
 def docs_per_round(config: LabelmillConfig, n_docs: int) -> int:
     c = config.campaign
-    return c.docs_per_round or max(1, round(c.fraction_per_round * n_docs))
+    return round_size(c.docs_per_round, c.fraction_per_round, n_docs)
 
 
 def _bulk_teachers(config: LabelmillConfig, inputs: CampaignInputs) -> list[str]:
@@ -147,86 +145,39 @@ def _retrain_and_evaluate(config: LabelmillConfig) -> dict[str, Any]:
 
 
 def _recover(ledger: BudgetLedger, config: LabelmillConfig, pending: set[str]) -> int:
-    """Settle reservations a killed campaign left open; returns how many were settled.
-
-    An open key whose vote exists is settled at the vote's tokens. One without a vote stays
-    open when its document is in the interrupted round (``pending``: it is labeled again and
-    settled then); any other is settled at its estimate (it may have been sent).
-    """
-    by_teacher: dict[str, set[str]] = {}
-    for key in ledger.open_keys():
-        teacher, doc_id = key.split("/", 1)
-        by_teacher.setdefault(teacher, set()).add(doc_id)
-    settled = 0
-    for teacher, ids in by_teacher.items():
-        for doc_id, (tokens, cost) in vote_spend(config, teacher, ids).items():
-            ledger.settle(f"{teacher}/{doc_id}", tokens, cost)
-            settled += 1
-    leftover = [k for k in ledger.open_keys() if k.split("/", 1)[1] not in pending]
-    return settled + ledger.settle_open_at_estimate(leftover)
+    """Settle reservations a killed campaign left open (:func:`labelmill.campaign_budget.recover`
+    over the votes found for the open keys); returns how many were settled."""
+    spend = {t: vote_spend(config, t, ids) for t, ids in open_by_teacher(ledger).items()}
+    return recover(ledger, spend, pending)
 
 
 def _admit(
-    ledger: BudgetLedger,
-    labeler: Labeler,
-    ids: list[str],
-    texts: list[str],
+    ledger: BudgetLedger, labeler: Labeler, ids: list[str], texts: list[str]
 ) -> tuple[list[int], bool]:
     """Reserve documents in order until one does not fit -> (admitted positions, stopped)."""
-    estimates = labeler.estimate(ids, texts)
-    admitted: list[int] = []
-    for i, doc_id in enumerate(ids):
-        if any(ledger.is_settled(f"{t}/{doc_id}") for t in labeler.teachers):
-            continue  # paid before (e.g. settled at its estimate after a crash): never twice
-        granted: list[str] = []
-        for teacher in labeler.teachers:
-            tokens, cost = estimates[teacher]
-            key = f"{teacher}/{doc_id}"
-            if ledger.reserve(key, teacher, int(tokens[i]), float(cost[i])):
-                granted.append(key)
-            else:
-                for done in granted:
-                    ledger.release(done)
-                return admitted, True
-        admitted.append(i)
-    return admitted, False
+    return admit(ledger, labeler.teachers, ids, labeler.estimate(ids, texts))
 
 
 def _settle(
     ledger: BudgetLedger, config: LabelmillConfig, labeler: Labeler, ids: list[str]
 ) -> None:
     """Settle the open keys of ``ids`` at their votes' tokens (release those never sent)."""
-    open_keys = set(ledger.open_keys())
-    for teacher in labeler.teachers:
-        spend = vote_spend(config, teacher, set(ids))
-        for doc_id in ids:
-            key = f"{teacher}/{doc_id}"
-            if key not in open_keys:
-                continue  # settled during recovery
-            if doc_id in spend:
-                ledger.settle(key, *spend[doc_id])
-            else:  # never sent (the labeler wrote no vote)
-                ledger.release(key)
+    spend = {t: vote_spend(config, t, set(ids)) for t in labeler.teachers}
+    settle(ledger, labeler.teachers, ids, spend)
 
 
 def dry_run(config: LabelmillConfig, labeler: Labeler, inputs: CampaignInputs) -> dict[str, Any]:
-    """Estimated cost of the planned documents (the candidates' mean estimate x the plan)."""
+    """Estimated cost of the planned documents (:func:`labelmill.campaign_cost.dry_run_cost`)."""
     c = config.campaign
     candidates = inputs.candidates(relabeled=set())
     planned = min(len(candidates), c.rounds * docs_per_round(config, inputs.n_docs))
-    sample = candidates[: min(len(candidates), 500)]
+    sample = candidates[: min(len(candidates), DRY_RUN_SAMPLE)]
     estimates = labeler.estimate([inputs.ids[i] for i in sample], [inputs.texts[i] for i in sample])
-    teachers = {}
-    for name, (tokens, cost) in estimates.items():
-        scale = planned / max(len(sample), 1)
-        teachers[name] = {"tokens": int(tokens.sum() * scale), "cost": float(cost.sum() * scale)}
     return {
         "rounds": c.rounds,
         "candidates": len(candidates),
         "documents": planned,
-        "teachers": teachers,
-        "tokens": sum(t["tokens"] for t in teachers.values()),
-        "cost": sum(t["cost"] for t in teachers.values()),
+        **dry_run_cost(estimates, len(sample), planned),
         "max_tokens": c.budget.max_tokens,
         "max_cost": c.budget.max_cost,
     }

@@ -9,14 +9,14 @@ label job; the ledger is then settled with the tokens each vote row records).
 ``run_label_job`` over a Parquet file of the admitted documents (so the label job's resume
 applies: a document with a vote is never sent twice). Its estimate counts the rendered prompt's
 tokens with the teacher's tokenizer plus the output cap (`set`) or one token per label
-(`score`); an `openai` teacher without a tokenizer is estimated at one token per 2 characters
-of prompt (configure `tokenizer` for a tight bound).
+(`score`); an `openai` teacher without a tokenizer is estimated with
+:func:`labelmill.tokens.estimate_tokens` of the prompt's characters (configure `tokenizer` for
+a tight bound). The model is :mod:`labelmill.campaign_cost`.
 """
 
 from __future__ import annotations
 
-import json
-from typing import Any, Protocol
+from typing import Protocol
 
 import fsspec
 import numpy as np
@@ -24,8 +24,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from labelmill.pipelines.teachers import load_tokenizer, tokenizer_source
 
+from labelmill.campaign_cost import estimate_documents, price
 from labelmill.config import LabelmillConfig
-from labelmill.requests import build_requests, document_token_budget
+from labelmill.jsonio import read_json, write_json  # noqa: F401  (pipelines/run.py imports them)
 from labelmill.taxonomy import Taxonomy
 
 
@@ -43,13 +44,6 @@ class Labeler(Protocol):
     def label(self, ids: list[str], texts: list[str], round_dir: str) -> None:
         """Write a vote row per (teacher, document) for the given documents."""
         ...
-
-
-def price(
-    tokens_in: np.ndarray, tokens_out: np.ndarray, per_1k_in: float, per_1k_out: float
-) -> np.ndarray:
-    """Money of (n,) input and output token counts at per-1k prices -> (n,)."""
-    return (tokens_in * per_1k_in + tokens_out * per_1k_out) / 1000.0
 
 
 class TeacherLabeler:
@@ -70,30 +64,10 @@ class TeacherLabeler:
     def estimate(
         self, ids: list[str], texts: list[str]
     ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-        out = {}
-        for name, plan in self.plans.items():
-            tokenizer = self.tokenizers[name]
-            budget = document_token_budget(plan, tokenizer)
-            tokens_in = np.zeros(len(ids), dtype=np.int64)
-            tokens_out = np.zeros(len(ids), dtype=np.int64)
-            for i, (doc_id, text) in enumerate(zip(ids, texts, strict=True)):
-                for request in build_requests(doc_id, text, plan, tokenizer, budget):
-                    if request["prep_error"] is not None:
-                        continue  # a bad document costs nothing: it is never sent
-                    if tokenizer is not None:
-                        tokens_in[i] += len(
-                            tokenizer.encode(request["prompt"], add_special_tokens=False)
-                        )
-                    else:
-                        chars = sum(len(m["content"]) for m in request["messages"])
-                        tokens_in[i] += (chars + 1) // 2
-                    tokens_out[i] += plan.output_tokens
-            teacher = plan.teacher
-            cost = price(
-                tokens_in, tokens_out, teacher.price_per_1k_input, teacher.price_per_1k_output
-            )
-            out[name] = (tokens_in + tokens_out, cost)
-        return out
+        return {
+            name: estimate_documents(plan, self.tokenizers[name], ids, texts)
+            for name, plan in self.plans.items()
+        }
 
     def label(self, ids: list[str], texts: list[str], round_dir: str) -> None:
         from labelmill.pipelines.label import run_label_job
@@ -142,20 +116,3 @@ def vote_spend(
             )
             spend[row["id"]] = (t_in + t_out, cost)
     return spend
-
-
-def write_json(uri: str, payload: Any) -> None:
-    """Write JSON to an fsspec URI (directories created)."""
-    fs, path = fsspec.core.url_to_fs(uri)
-    fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
-    with fs.open(path, "w") as handle:
-        handle.write(json.dumps(payload, indent=2, default=float) + "\n")
-
-
-def read_json(uri: str) -> Any | None:
-    """JSON at an fsspec URI, or None when the file does not exist."""
-    fs, path = fsspec.core.url_to_fs(uri)
-    if not fs.exists(path):
-        return None
-    with fs.open(path, "r") as handle:
-        return json.loads(handle.read())

@@ -16,6 +16,7 @@ import fsspec
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+from labelmill.pipelines.parts import AtomicPartsDatasink, list_parts
 
 from labelmill.config import LabelmillConfig
 from labelmill.layout import run_path
@@ -76,10 +77,10 @@ class CampaignInputs:
 
 
 def _read_dir(uri: str, columns: list[str] | None = None) -> pa.Table:
-    fs, path = fsspec.core.url_to_fs(uri)
-    files = sorted(p for p in fs.find(path) if p.endswith(".parquet"))
+    fs, _ = fsspec.core.url_to_fs(uri)
+    files = list_parts(uri)
     if not files:
-        raise ValueError(f"no Parquet files under {uri!r}")
+        raise ValueError(f"no Parquet parts under {uri!r}")
     tables = []
     for file in files:
         with fs.open(file, "rb") as handle:
@@ -154,8 +155,7 @@ def embeddings(config: LabelmillConfig, inputs: CampaignInputs) -> np.ndarray:
     from labelmill.models import resolve_model
 
     uri = run_path(config.output_uri, "campaign", "embeddings")
-    fs, path = fsspec.core.url_to_fs(uri)
-    if not fs.exists(path) or not fs.find(path):
+    if not list_parts(uri):
         model = resolve_model(config.student.backbone)
         docs = ray.data.from_arrow(pa.table({"id": inputs.ids, "text": inputs.texts}))
         docs.map_batches(
@@ -165,7 +165,7 @@ def embeddings(config: LabelmillConfig, inputs: CampaignInputs) -> np.ndarray:
             batch_size=64,
             concurrency=1,
             num_cpus=1,
-        ).write_parquet(uri)
+        ).write_datasink(AtomicPartsDatasink(uri))
     table = _read_dir(uri)
     by_id = dict(zip(table["id"].to_pylist(), table["embedding"].to_pylist(), strict=True))
     return np.asarray([by_id[i] for i in inputs.ids], dtype=np.float32)

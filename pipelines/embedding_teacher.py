@@ -1,12 +1,16 @@
 """The `embedding` teacher on Ray Data: encoder actors, calibration by map/reduce, vote records.
 
-Two passes. (1) An actor pool (:class:`EncodeDocuments`, the encoder loaded once per replica)
-turns every document into K raw cosine scores; the scored corpus is materialized. (2) The driver
-fits a :class:`~labelmill.embedding.ScoreCalibrator` from per-batch score moments (sums and
-sums of squares, reduced on the driver: the corpus is never collected) and the gold seed rows'
-scores (small), writes it beside the votes as ``calibration-<prompt_hash>.json``, and the scores
-become vote records batch by batch. A resumed run finds that file and encodes only the
-documents still to do.
+Three steps. (1) An actor pool (:class:`EncodeDocuments`, the encoder loaded once per replica)
+turns each document without a persisted raw score into K raw cosine scores, and every encoded
+batch is written at once as an atomic part under
+``embedding-scores/<teacher>/<score_hash>/`` (:func:`labelmill.layout.embedding_scores_uri`;
+the score hash covers model, input cap and label texts only): a killed job keeps what it
+encoded, and a rerun encodes only the documents with no raw score (a distributed anti-join).
+(2) The driver fits a :class:`~labelmill.embedding.ScoreCalibrator` from the persisted scores
+of the corpus: per-batch score moments (sums and sums of squares, reduced on the driver: the
+corpus is never collected) and the gold seed rows' scores (small); it is written beside the
+votes as ``calibration-<prompt_hash>.json`` (lineage). (3) The persisted scores of the
+documents still to vote become vote records batch by batch.
 
 Placement follows the teacher config: ``accelerator: gpu`` puts each replica on a GPU
 (``num_gpus=1``) and fails early on a cluster without GPUs; ``accelerator: cpu`` reserves
@@ -17,16 +21,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-import fsspec
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from labelmill.pipelines.gold import read_gold
-from labelmill.pipelines.votes_io import done_ids, votes_dir
+from labelmill.pipelines.parts import read_parts_dataset, write_part
+from labelmill.pipelines.votes_io import anti_join_ids, semi_join_ids
 
 from labelmill.config import CorpusConfig, GoldConfig
 from labelmill.documents import check_text
@@ -35,12 +38,15 @@ from labelmill.embedding import (
     ScoreMoments,
     cosine_scores,
     embedding_prompt_hash,
+    embedding_score_hash,
     id_digest,
     l2_normalize,
     label_texts,
     mean_pool,
 )
 from labelmill.errors import JobError
+from labelmill.jsonio import write_json
+from labelmill.layout import embedding_calibration_uri, embedding_scores_uri
 from labelmill.records import vote_schema
 from labelmill.requests import TeacherPlan
 
@@ -144,6 +150,22 @@ class EncodeDocuments:
         )
 
 
+class EncodeAndPersist(EncodeDocuments):
+    """Ray Data UDF (actor): encode a batch, write its scored rows at once as an atomic part
+    under ``scores_uri`` (the resume point: a batch is kept the moment it is encoded, not when
+    the task or the job ends) and return one summary row (``rows``)."""
+
+    def __init__(self, scores_uri: str, **encoder: Any) -> None:
+        super().__init__(**encoder)
+        self.scores_uri = scores_uri
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        scored = super().__call__(batch)
+        if scored.num_rows:
+            write_part(scored, self.scores_uri, key_columns=("id",))
+        return pa.table({"rows": [scored.num_rows]})
+
+
 def score_moments_batch(batch: pa.Table, k: int) -> pa.Table:
     """Ray Data UDF: one row of score moments (count, total (K), total_sq (K)) of a batch."""
     good = [s for s in batch["scores"].to_pylist() if s is not None]
@@ -208,9 +230,9 @@ def vote_records_batch(
 class EmbeddingTeacherRun:
     """One embedding teacher in one label job: its lineage hash and its votes stage.
 
-    ``corpus`` is the job's corpus dataset (id, text[, gold]); ``cpus`` is reserved by each
-    light task; ``output_uri`` is the run directory, ``gold`` / ``corpus_config`` where the gold
-    seed comes from. Building it reads the corpus ids and the gold seed (both cheap).
+    ``corpus`` is the job's corpus dataset (id, text), materialized; ``cpus`` is reserved by
+    each light task; ``output_uri`` is the run directory, ``gold`` / ``corpus_config`` where the
+    gold seed comes from. Building it reads the corpus ids (a map/reduce digest) and the seed.
     """
 
     def __init__(
@@ -251,16 +273,20 @@ class EmbeddingTeacherRun:
             self.calibration_settings,
             json.dumps(source, sort_keys=True),
         )
+        self.score_hash = embedding_score_hash(teacher.model, settings.max_length, self.texts)
+        self.rows = corpus.count()  # materialized: metadata only
 
     def calibration_uri(self) -> str:
         """Where the fitted calibration of this prompt hash is kept."""
-        return (
-            f"{votes_dir(self.output_uri, self.plan.teacher.name)}/"
-            f"calibration-{self.prompt_hash}.json"
-        )
+        return embedding_calibration_uri(self.output_uri, self.plan.teacher.name, self.prompt_hash)
+
+    def scores_uri(self) -> str:
+        """Directory of this teacher's persisted raw scores (see :func:`scored_schema`)."""
+        return embedding_scores_uri(self.output_uri, self.plan.teacher.name, self.score_hash)
 
     def encode(self, docs: Any) -> Any:
-        """Dataset of (id, text) -> dataset of scored rows (see :func:`scored_schema`)."""
+        """Dataset of (id, text) -> dataset of one ``rows`` summary per encoded batch, each
+        batch's scored rows (:func:`scored_schema`) written under :meth:`scores_uri`."""
         teacher = self.plan.teacher
         gpu = teacher.accelerator == "gpu"
         if gpu:
@@ -272,8 +298,9 @@ class EmbeddingTeacherRun:
                     "GPU; set accelerator: cpu"
                 )
         return docs.select_columns(["id", "text"]).map_batches(
-            EncodeDocuments,
+            EncodeAndPersist,
             fn_constructor_kwargs={
+                "scores_uri": self.scores_uri(),
                 "model_path": self.plan.model_path,
                 "max_length": teacher.embedding.max_length,
                 "texts": self.texts,
@@ -286,6 +313,34 @@ class EmbeddingTeacherRun:
             num_cpus=teacher.cpus_per_replica,
             num_gpus=1 if gpu else 0,
         )
+
+    def encode_missing(self) -> int:
+        """Encode the corpus documents without a persisted raw score, writing each batch as it
+        is encoded; returns how many were encoded (0 when every score exists)."""
+        have = read_parts_dataset(self.scores_uri(), columns=["id"])
+        missing = self.corpus if have is None else anti_join_ids(self.corpus, have, self.rows)
+        if have is not None:
+            missing = missing.materialize()
+            if missing.count() == 0:
+                return 0
+        from ray.exceptions import RayError
+
+        try:  # one summary row per batch reaches the driver, never a score
+            return sum(row["rows"] for row in self.encode(missing).iter_rows())
+        except RayError as error:
+            raise EmbeddingTeacherError(
+                f"teacher {self.plan.teacher.name!r}: encoding the corpus failed: "
+                f"{type(error).__name__}: {error}"
+            ) from error
+
+    def corpus_scores(self) -> Any:
+        """The persisted scored rows of this job's corpus (a semi-join on id)."""
+        scored = read_parts_dataset(self.scores_uri())
+        if scored is None:
+            raise EmbeddingTeacherError(
+                f"teacher {self.plan.teacher.name!r}: no raw scores under {self.scores_uri()!r}"
+            )
+        return semi_join_ids(scored, self.corpus.select_columns(["id"]), self.rows)
 
     def fit(self, scored: Any) -> ScoreCalibrator:
         """Fit the calibration from a scored corpus (moments reduced on the driver, seed rows)."""
@@ -316,6 +371,7 @@ class EmbeddingTeacherRun:
                 if r["scores"] is not None
             ]
             if rows:
+                rows.sort(key=lambda r: r["id"])  # the fit must not depend on block order
                 seed_scores = np.asarray([r["scores"] for r in rows], dtype=np.float64)
                 seed_gold = np.asarray([gold_of[r["id"]] for r in rows], dtype=np.float64)
         settings = self.plan.teacher.embedding
@@ -323,56 +379,18 @@ class EmbeddingTeacherRun:
             mean, std, seed_scores, seed_gold
         )
 
-    def load_calibration(self) -> ScoreCalibrator | None:
-        """The calibration fitted earlier for this prompt hash, if a run got that far."""
-        fs, path = fsspec.core.url_to_fs(self.calibration_uri())
-        if not fs.exists(path):
-            return None
-        with fs.open(path, "r") as handle:
-            return ScoreCalibrator.from_dict(json.load(handle))
-
-    def save_calibration(self, calibrator: ScoreCalibrator) -> None:
-        """Write the fitted calibration atomically beside the vote parts."""
-        fs, path = fsspec.core.url_to_fs(self.calibration_uri())
-        parent = path.rsplit("/", 1)[0]
-        fs.makedirs(parent, exist_ok=True)
-        temporary = f"{parent}/.tmp-{uuid.uuid4().hex}.json"
-        with fs.open(temporary, "w") as handle:
-            json.dump(calibrator.to_dict(), handle, indent=1)
-        fs.mv(temporary, path)
-
     def votes(self, todo: Any) -> Any:
-        """Dataset of (id, text) still to do -> dataset of vote records (one per document).
+        """Dataset of (id, text) still to vote -> dataset of vote records (one per document).
 
-        Without a saved calibration the whole corpus is scored first (the fit needs it); the
-        rows already written under this prompt hash are then left out.
+        Encodes what has no raw score yet (persisted as it goes), fits the calibration from
+        the corpus' persisted scores, then turns the scores of ``todo``'s documents into votes.
         """
-        calibrator = self.load_calibration()
-        if calibrator is None:
-            from ray.exceptions import RayError
-
-            try:
-                scored = self.encode(self.corpus).materialize()
-            except RayError as error:
-                raise EmbeddingTeacherError(
-                    f"teacher {self.plan.teacher.name!r}: encoding the corpus failed: "
-                    f"{type(error).__name__}: {error}"
-                ) from error
-            calibrator = self.fit(scored)
-            self.save_calibration(calibrator)
-            plan = self.plan
-            done = done_ids(
-                self.output_uri, plan.teacher.name, self.prompt_hash, plan.taxonomy.version
-            )
-            if len(done):
-                scored = scored.map_batches(
-                    keep_ids,
-                    fn_kwargs={"ids": done, "keep": False},
-                    batch_format="pyarrow",
-                    num_cpus=self.cpus,
-                )
-        else:
-            scored = self.encode(todo)
+        self.encode_missing()
+        scored = self.corpus_scores().materialize()  # used by the fit and by the votes
+        calibrator = self.fit(scored)
+        write_json(self.calibration_uri(), calibrator.to_dict())
+        if todo is not self.corpus:  # a resumed job: only the documents without a vote
+            scored = semi_join_ids(scored, todo.select_columns(["id"]), self.rows)
         lineage = {
             "teacher": self.plan.teacher.name,
             "model": self.plan.teacher.model,

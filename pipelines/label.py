@@ -1,9 +1,13 @@
 """The teacher labeling job: every configured teacher over the corpus, resumable.
 
-For each teacher: read the corpus, drop the ids already written with the same prompt hash and
-taxonomy version (resume), run the teacher stages, write atomic Parquet parts, and check that
-rows out == rows in. Engine-fatal failures (a teacher that cannot start, an endpoint that stays
-down past its retries) stop the job with :class:`LabelJobError`.
+The corpus is read once per job and materialized in the object store (id, text), shared by every
+teacher. For each teacher: keep the corpus rows without a vote of the same prompt hash and
+taxonomy version (resume: a distributed ``left_anti`` join against the written ids, skipped when
+the teacher has no part yet), run the teacher stages, write atomic Parquet parts, and check that
+every corpus id has a vote (another anti-join, counted on the cluster). Nothing per document
+comes to the driver: only counts, part paths and per-part summaries. Engine-fatal failures (a
+teacher that cannot start, an endpoint that stays down past its retries) stop the job with
+:class:`LabelJobError`.
 """
 
 from __future__ import annotations
@@ -21,7 +25,12 @@ from labelmill.pipelines.embedding_teacher import EmbeddingTeacherRun
 from labelmill.pipelines.rules_teacher import rules_stage
 from labelmill.pipelines.runtime import ray_session
 from labelmill.pipelines.teachers import teacher_votes
-from labelmill.pipelines.votes_io import done_ids, drop_done, votes_dir, write_vote_part
+from labelmill.pipelines.votes_io import (
+    anti_join_ids,
+    votes_dir,
+    write_vote_part,
+    written_ids,
+)
 
 from labelmill.config import LabelmillConfig, RulesTeacherConfig, TeacherConfig
 from labelmill.console import progress
@@ -109,16 +118,15 @@ def teacher_stage(
     return plan.prompt_hash, lambda todo: teacher_votes(todo, plan, cpus)
 
 
-def _run_teacher(config: LabelmillConfig, plan: TeacherPlan) -> TeacherRunStats:
+def _run_teacher(
+    config: LabelmillConfig, plan: TeacherPlan, corpus: Any, rows_in: int
+) -> TeacherRunStats:
+    """One teacher over the materialized ``corpus`` (id, text) of ``rows_in`` rows."""
     teacher = plan.teacher
     cpus = config.ray.light_stage_cpus
-    corpus = read_corpus(config.corpus, cpus)
-    rows_in = corpus.count()
     prompt_hash, to_votes = teacher_stage(config, plan, corpus, cpus)
-    done = done_ids(config.output_uri, teacher.name, prompt_hash, plan.taxonomy.version)
-    todo = corpus.map_batches(
-        drop_done, fn_kwargs={"done": done}, batch_format="pyarrow", num_cpus=cpus
-    )
+    version = plan.taxonomy.version
+    done = written_ids(config.output_uri, teacher.name, prompt_hash, version, cpus)
     stats = TeacherRunStats(
         teacher=teacher.name,
         mode=teacher.vote_mode,
@@ -127,7 +135,11 @@ def _run_teacher(config: LabelmillConfig, plan: TeacherPlan) -> TeacherRunStats:
         output=votes_dir(config.output_uri, teacher.name),
     )
     started = time.perf_counter()
-    remaining = todo.count() if len(done) else rows_in
+    if done is None:  # nothing written yet: no join
+        todo, remaining = corpus, rows_in
+    else:  # materialized: counted once, then labeled without a second join
+        todo = anti_join_ids(corpus, done, rows_in).materialize()
+        remaining = todo.count()
     stats.rows_resumed = rows_in - remaining
     if remaining > 0:
         summaries = to_votes(todo).map_batches(
@@ -152,22 +164,49 @@ def _run_teacher(config: LabelmillConfig, plan: TeacherPlan) -> TeacherRunStats:
             ) from error
     stats.seconds = time.perf_counter() - started
     stats.cost = teacher.cost(stats.prompt_tokens, stats.output_tokens)
-    written = done_ids(config.output_uri, teacher.name, prompt_hash, plan.taxonomy.version)
-    corpus_ids = set(_ids(corpus))
-    missing = corpus_ids - set(written.to_pylist())
-    if missing:
-        raise LabelJobError(
-            f"teacher {teacher.name!r}: {len(missing)} of {rows_in} documents have no vote row "
-            f"(e.g. {sorted(missing)[:3]})"
-        )
+    if remaining > 0:  # with nothing to do, the resume anti-join (empty) was the check
+        check_every_row_voted(config, plan, prompt_hash, corpus, rows_in, stats.rows_labeled)
     return stats
 
 
-def _ids(corpus: Any) -> list[str]:
-    ids: list[str] = []
-    for batch in corpus.iter_batches(batch_format="pyarrow", batch_size=4096):
-        ids.extend(batch["id"].to_pylist())
-    return ids
+def check_every_row_voted(
+    config: LabelmillConfig,
+    plan: TeacherPlan,
+    prompt_hash: str,
+    corpus: Any,
+    rows_in: int,
+    rows_labeled: int,
+) -> None:
+    """Rows in == rows out, by distributed counts: no corpus id may lack a vote row.
+
+    The corpus ids are anti-joined with the written ids on the cluster; only the count of the
+    missing ones (and three of them for the message) reaches the driver.
+    """
+    name = plan.teacher.name
+    cpus = config.ray.light_stage_cpus
+    written = written_ids(config.output_uri, name, prompt_hash, plan.taxonomy.version, cpus)
+    ids = corpus.select_columns(["id"])
+    missing = ids if written is None else anti_join_ids(ids, written, rows_in)
+    missing = missing.materialize()
+    n_missing = missing.count()
+    if n_missing:
+        examples = sorted(row["id"] for row in missing.take(3))
+        raise LabelJobError(
+            f"teacher {name!r}: {n_missing} of {rows_in} documents have no vote row "
+            f"(e.g. {examples}; {rows_labeled} labeled in this run)"
+        )
+
+
+def read_corpus_once(config: LabelmillConfig) -> tuple[Any, int]:
+    """The corpus (id, text) materialized in the object store, and its row count.
+
+    Every teacher, its resume join and its final check reuse it, so the corpus files are read
+    once per job; the blocks live on the cluster (spilled to disk past the object store), the
+    driver holds their references only.
+    """
+    corpus = read_corpus(config.corpus, config.ray.light_stage_cpus)
+    corpus = corpus.select_columns(["id", "text"]).materialize()
+    return corpus, corpus.count()
 
 
 def run_label_job(
@@ -192,8 +231,9 @@ def run_label_job(
     plans = [make_plan(t, taxonomy) for t in config.teachers if t.name in teachers]
     summary = LabelJobSummary(output_uri=config.output_uri, taxonomy_version=taxonomy.version)
     with ray_session(config.ray):
+        corpus, rows_in = read_corpus_once(config)
         for plan in plans:
-            summary.teachers.append(_run_teacher(config, plan))
+            summary.teachers.append(_run_teacher(config, plan, corpus, rows_in))
     fs, path = fsspec.core.url_to_fs(f"{config.output_uri.rstrip('/')}/{summary_path}")
     fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
     with fs.open(path, "w") as handle:

@@ -1,23 +1,29 @@
-"""Teacher-vote Parquet I/O: atomic part files, resume keys, reading votes back.
+"""Teacher-vote Parquet I/O: atomic part files, resume keys as datasets, reading votes back.
 
-Layout: ``<output_uri>/votes/<teacher>/part-<digest>.parquet``. A part's name is a digest of the
-(id, prompt_hash) pairs it holds, so a retried task overwrites its own part instead of adding a
-duplicate; a part is written to a hidden temporary name and renamed, so a killed job leaves no
-half-written part that a reader would see.
+Layout: ``<output_uri>/votes/<teacher>/part-<digest>.parquet``, written by
+:func:`labelmill.pipelines.parts.write_part` (atomic; the digest of the (id, prompt_hash) pairs
+a part holds names it, so a retried task overwrites its own part).
+
+Resume never brings the written ids to the driver: :func:`written_ids` is a Ray Dataset of them
+and :func:`anti_join_ids` keeps the corpus rows without a vote by a hash-partitioned
+``left_anti`` join (both sides are shuffled by id; each partition is joined on its own task).
 """
 
 from __future__ import annotations
 
-import hashlib
-import uuid
 from typing import Any
 
 import fsspec
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+from labelmill.pipelines.parts import list_parts, read_parts_dataset, write_part
 
 from labelmill.records import vote_schema
+
+# Rows per join partition: bounds a join task's memory (about 100 bytes an id row, a few KiB a
+# text row) independently of the corpus size; more rows mean more partitions, not bigger ones.
+ROWS_PER_JOIN_PARTITION = 250_000
 
 
 def votes_dir(output_uri: str, teacher: str) -> str:
@@ -25,18 +31,15 @@ def votes_dir(output_uri: str, teacher: str) -> str:
     return f"{output_uri.rstrip('/')}/votes/{teacher}"
 
 
-def _part_files(fs: Any, path: str) -> list[str]:
-    fs.invalidate_cache(path)  # parts are written by Ray workers: never a stale listing
-    if not fs.exists(path):
-        return []
-    return sorted(p for p in fs.find(path) if p.rsplit("/", 1)[-1].startswith("part-"))
-
-
 def read_votes(output_uri: str, teacher: str, columns: list[str] | None = None) -> pa.Table:
-    """All vote rows written so far for one teacher (an empty table when there are none)."""
-    fs, path = fsspec.core.url_to_fs(votes_dir(output_uri, teacher))
+    """All vote rows written so far for one teacher (an empty table when there are none).
+
+    Driver-side: for tests, reports and small campaign subsets, never in the label job.
+    """
+    uri = votes_dir(output_uri, teacher)
+    fs, _ = fsspec.core.url_to_fs(uri)
     tables = []
-    for file in _part_files(fs, path):
+    for file in list_parts(uri):
         with fs.open(file, "rb") as handle:
             tables.append(pq.read_table(handle, columns=columns))
     if not tables:
@@ -47,40 +50,60 @@ def read_votes(output_uri: str, teacher: str, columns: list[str] | None = None) 
     return pa.concat_tables(tables)
 
 
-def done_ids(output_uri: str, teacher: str, prompt_hash: str, taxonomy_version: str) -> pa.Array:
-    """Ids already written for this teacher with the same prompt hash and taxonomy version."""
-    table = read_votes(output_uri, teacher, ["id", "prompt_hash", "taxonomy_version"])
+def keep_lineage(batch: pa.Table, prompt_hash: str, taxonomy_version: str) -> pa.Table:
+    """Ray Data UDF: the ``id`` column of the vote rows of this prompt hash and taxonomy version."""
     mask = pc.and_(
-        pc.equal(table["prompt_hash"], prompt_hash),
-        pc.equal(table["taxonomy_version"], taxonomy_version),
+        pc.equal(batch["prompt_hash"], prompt_hash),
+        pc.equal(batch["taxonomy_version"], taxonomy_version),
     )
-    return pc.unique(table.filter(mask)["id"].combine_chunks())
+    return batch.filter(mask).select(["id"])
 
 
-def drop_done(batch: pa.Table, done: pa.Array) -> pa.Table:
-    """Keep the id and text of the rows of ``batch`` whose id is not in ``done``."""
-    batch = batch.select(["id", "text"])
-    if len(done) == 0:
-        return batch
-    return batch.filter(pc.invert(pc.is_in(batch["id"], value_set=done)))
+def written_ids(
+    output_uri: str, teacher: str, prompt_hash: str, taxonomy_version: str, cpus: float = 1.0
+) -> Any | None:
+    """Dataset (column ``id``) of the ids written for this prompt hash and taxonomy version.
+
+    None when the teacher has no part yet (no join is needed then). Only the part paths are
+    listed on the driver.
+    """
+    ds = read_parts_dataset(
+        votes_dir(output_uri, teacher), columns=["id", "prompt_hash", "taxonomy_version"]
+    )
+    if ds is None:
+        return None
+    return ds.map_batches(
+        keep_lineage,
+        fn_kwargs={"prompt_hash": prompt_hash, "taxonomy_version": taxonomy_version},
+        batch_format="pyarrow",
+        num_cpus=cpus,
+    )
+
+
+def join_partitions(rows: int) -> int:
+    """Partitions of an id join over about ``rows`` rows: ``ceil(rows / 250,000)``, at least 1."""
+    return max(1, -(-int(rows) // ROWS_PER_JOIN_PARTITION))
+
+
+def anti_join_ids(left: Any, ids: Any, rows: int) -> Any:
+    """Rows of dataset ``left`` whose ``id`` is not in dataset ``ids`` (distributed, on id).
+
+    ``rows`` (the larger side's row count, roughly) sizes the partitions.
+    """
+    return left.join(ids, join_type="left_anti", num_partitions=join_partitions(rows), on=("id",))
+
+
+def semi_join_ids(left: Any, ids: Any, rows: int) -> Any:
+    """Rows of dataset ``left`` whose ``id`` is in dataset ``ids`` (distributed, on id)."""
+    return left.join(ids, join_type="left_semi", num_partitions=join_partitions(rows), on=("id",))
 
 
 def write_vote_part(batch: pa.Table, output_uri: str, teacher: str) -> pa.Table:
     """Ray Data UDF: write a batch of vote records as one atomic part; return its summary row."""
     if batch.num_rows == 0:
         return summary_table(None)
-    fs, path = fsspec.core.url_to_fs(votes_dir(output_uri, teacher))
-    fs.makedirs(path, exist_ok=True)
     table = batch.select(vote_schema().names).cast(vote_schema())
-    keys = sorted(
-        f"{i}\x1f{h}"
-        for i, h in zip(table["id"].to_pylist(), table["prompt_hash"].to_pylist(), strict=True)
-    )
-    digest = hashlib.sha256("\n".join(keys).encode("utf-8")).hexdigest()[:24]
-    temporary = f"{path}/.tmp-{uuid.uuid4().hex}.parquet"
-    with fs.open(temporary, "wb") as handle:
-        pq.write_table(table, handle)
-    fs.mv(temporary, f"{path}/part-{digest}.parquet")
+    write_part(table, votes_dir(output_uri, teacher), key_columns=("id", "prompt_hash"))
     return summary_table(table)
 
 

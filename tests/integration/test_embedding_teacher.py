@@ -106,3 +106,35 @@ def test_embedding_teacher_labels_every_row_and_resumes(
         assert vote["prompt_hash"] == old["prompt_hash"] and vote["error"] == old["error"]
         if old["probs"] is not None:
             np.testing.assert_allclose(vote["probs"], old["probs"], atol=1e-5)
+
+
+def _score_parts(output: Path) -> dict[str, list[str]]:
+    """Raw score part file name -> the ids it holds (every score hash of the teacher)."""
+    root = output / "embedding-scores" / "tiny-embed"
+    return {
+        part.name: pq.read_table(part, columns=["id"])["id"].to_pylist()
+        for part in sorted(root.glob("*/part-*.parquet"))
+    }
+
+
+def test_embedding_raw_scores_persist_and_a_longer_corpus_encodes_only_the_rest(
+    ray_local, tiny_bert, corpus_file, tmp_path
+):
+    output = tmp_path / "out"
+    teacher = embedding_teacher(tiny_bert)
+    prefix = job_config({"uri": str(corpus_file), "limit": 12}, [teacher], output)
+    first = run_label_job(prefix).teachers[0]
+    assert (first.rows_in, first.rows_labeled) == (12, 12)
+    before = _score_parts(output)
+    assert sorted(i for ids in before.values() for i in ids) == [f"doc{i:02d}" for i in range(12)]
+    assert len(before) == 2  # batch_size 8: one part per encoded batch, written as encoded
+
+    full = run_label_job(job_config({"uri": str(corpus_file)}, [teacher], output)).teachers[0]
+    # A new corpus is a new calibration source, so a new prompt hash: every row gets a vote
+    # again, but only the 18 documents past the prefix were encoded.
+    assert (full.rows_in, full.rows_labeled) == (30, 30)
+    after = _score_parts(output)
+    assert {name: after[name] for name in before} == before  # the prefix parts untouched
+    encoded = sorted(i for name, ids in after.items() if name not in before for i in ids)
+    assert encoded == [f"doc{i:02d}" for i in range(12, 30)]
+    assert read_votes(str(output), "tiny-embed").num_rows == 12 + 30
