@@ -54,6 +54,8 @@ from typing import Any
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
+from labelmill.errors import InputError
+
 EVENT_NAME = "{seq:08d}-{kind}-{key_hash}.json"
 _EVENT_RE = re.compile(r"^(\d{8,})-(reserve|settle|release)-([0-9a-f]{16})\.json$")
 _COST_EPS = 1e-9
@@ -201,7 +203,7 @@ class BudgetLedger:
         )
         for i, (seq, kind, name) in enumerate(found):
             if seq != self._next_seq:
-                raise ValueError(
+                raise InputError(
                     f"ledger {self.uri!r} is damaged: expected event seq {self._next_seq}, "
                     f"found {name!r} (a gap, or a second writer)"
                 )
@@ -209,7 +211,7 @@ class BudgetLedger:
             event = _parse(self._fs.cat_file(path), seq, kind)
             if event is None:
                 if i < len(found) - 1:
-                    raise ValueError(f"ledger {self.uri!r} has a corrupt event {name!r} mid-log")
+                    raise InputError(f"ledger {self.uri!r} has a corrupt event {name!r} mid-log")
                 self._fs.mv(path, f"{self._events}/.corrupt-{name}")
                 msg = f"ledger {self.uri!r}: ignored corrupt last event {name!r}"
                 warnings.warn(msg, RuntimeWarning, stacklevel=3)
@@ -221,12 +223,12 @@ class BudgetLedger:
         tokens, cost = event["tokens"], float(event["cost"])
         if kind == "reserve":
             if key in self._open or key in self._settled:
-                raise ValueError(f"ledger {self.uri!r}: event {event['seq']} re-reserves {key!r}")
+                raise InputError(f"ledger {self.uri!r}: event {event['seq']} re-reserves {key!r}")
             self._open[key] = (teacher, tokens, cost)
             self._counts["granted"] += 1
         else:
             if key not in self._open:
-                raise ValueError(
+                raise InputError(
                     f"ledger {self.uri!r}: event {event['seq']} {kind}s {key!r}, which is not open"
                 )
             teacher = self._open.pop(key)[0]  # spend goes to the teacher that reserved

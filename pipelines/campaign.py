@@ -40,6 +40,7 @@ from labelmill.campaign_cost import DRY_RUN_SAMPLE, dry_run_cost
 from labelmill.campaign_cost import docs_per_round as round_size
 from labelmill.campaign_report import gain_per_budget, render_campaign_report
 from labelmill.config import LabelmillConfig, has_gold
+from labelmill.errors import ConfigError
 from labelmill.jsonio import read_json, write_json
 from labelmill.layout import aggregate_labels_uri, eval_dir, run_path, student_dir
 from labelmill.ledger import Budget, BudgetLedger
@@ -189,7 +190,7 @@ def run_campaign(
     """Run (or with ``dry``, price) the campaign of ``config`` (see the module docstring)."""
     c = config.campaign
     if not c.teachers:
-        raise ValueError("campaign.teachers is empty: name the teachers that relabel")
+        raise ConfigError("campaign.teachers is empty: name the teachers that relabel")
     labeler = labeler or TeacherLabeler(config)
     summary = CampaignSummary(
         report_uri=campaign_uri(config, "report.json"),

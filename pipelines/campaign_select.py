@@ -19,6 +19,7 @@ import pyarrow.parquet as pq
 from labelmill.pipelines.parts import AtomicPartsDatasink, list_parts
 
 from labelmill.config import LabelmillConfig
+from labelmill.errors import InputError
 from labelmill.layout import run_path
 from labelmill.selection import (
     disagreement_scores,
@@ -80,7 +81,7 @@ def _read_dir(uri: str, columns: list[str] | None = None) -> pa.Table:
     fs, _ = fsspec.core.url_to_fs(uri)
     files = list_parts(uri)
     if not files:
-        raise ValueError(f"no Parquet parts under {uri!r}")
+        raise InputError(f"no Parquet parts under {uri!r}")
     tables = []
     for file in files:
         with fs.open(file, "rb") as handle:

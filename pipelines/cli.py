@@ -217,9 +217,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except LabelmillError as error:  # config / input (exit 2) or job (exit 1): say it, no trace
         print(f"labelmill: {error}", file=sys.stderr)
         return error.exit_code
-    except ValueError as error:  # TRANSITIONAL: unconverted input checks in the edges
-        print(f"labelmill: {error}", file=sys.stderr)
-        return 2
     except Exception as error:  # not raised on purpose: a bug, so the traceback is the report
         traceback.print_exc()
         print(f"labelmill: internal error ({type(error).__name__}): {error}", file=sys.stderr)

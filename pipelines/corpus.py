@@ -16,6 +16,7 @@ import pyarrow.compute as pc
 
 from labelmill.config import CorpusConfig
 from labelmill.documents import content_id
+from labelmill.errors import InputError
 
 
 def _filesystem(uri: str) -> tuple[Any, str]:
@@ -34,7 +35,7 @@ def list_corpus_files(fs: Any, path: str) -> list[str]:
         return [path]
     files = sorted(p for p in fs.find(path) if not p.rsplit("/", 1)[-1].startswith((".", "_")))
     if not files:
-        raise ValueError(f"no files under corpus uri {path!r}")
+        raise InputError(f"no files under corpus uri {path!r}")
     return files
 
 
@@ -72,7 +73,7 @@ def read_corpus(config: CorpusConfig, cpus: float = 1.0) -> Any:
 
     fs, path = _filesystem(config.uri)
     if not fs.exists(path):
-        raise ValueError(f"corpus uri {config.uri!r} does not exist")
+        raise InputError(f"corpus uri {config.uri!r} does not exist")
     fmt = config.resolved_format
     files = list_corpus_files(fs, path)
     if _is_process_local(fs):
@@ -92,7 +93,7 @@ def read_corpus(config: CorpusConfig, cpus: float = 1.0) -> Any:
         ("id_column", None if config.id_column == "id" else config.id_column),
     ):
         if column is not None and column not in columns:
-            raise ValueError(
+            raise InputError(
                 f"corpus.{field} {column!r} is not a column of {config.uri!r}; "
                 f"columns: {sorted(columns)}"
             )
@@ -110,14 +111,14 @@ def normalize_corpus_batch(batch: pa.Table, config: CorpusConfig) -> pa.Table:
     """Rename/complete a raw batch to id, text[, gold]; missing ids become content hashes."""
     columns = set(batch.column_names)
     if config.text_column not in columns:
-        raise ValueError(
+        raise InputError(
             f"corpus has no text column {config.text_column!r}; columns: {sorted(columns)}"
         )
     texts = batch.column(config.text_column)
     if config.id_column is not None and config.id_column in columns:
         ids = pc.cast(batch.column(config.id_column), pa.string()).to_pylist()
     elif config.id_column is not None and config.id_column != "id":
-        raise ValueError(
+        raise InputError(
             f"corpus has no id column {config.id_column!r}; columns: {sorted(columns)}"
         )
     else:
@@ -129,7 +130,7 @@ def normalize_corpus_batch(batch: pa.Table, config: CorpusConfig) -> pa.Table:
     out = {"id": pa.array(ids, pa.string()), "text": texts}
     if config.gold_column is not None:
         if config.gold_column not in columns:
-            raise ValueError(
+            raise InputError(
                 f"corpus has no gold column {config.gold_column!r}; columns: {sorted(columns)}"
             )
         out["gold"] = batch.column(config.gold_column)

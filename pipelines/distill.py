@@ -28,7 +28,7 @@ from labelmill.pipelines.runtime import ray_session
 
 from labelmill.artifacts import remove_dir
 from labelmill.config import LabelmillConfig, StudentConfig
-from labelmill.errors import JobError
+from labelmill.errors import ConfigError, JobError
 from labelmill.jsonio import read_json
 from labelmill.layout import aggregate_file_uri, aggregate_labels_uri, student_dir
 from labelmill.models import resolve_model
@@ -176,7 +176,7 @@ def _check_inputs(config: LabelmillConfig) -> tuple[str, str]:
     out_dir = student_dir(config)
     backbone = resolve_model(config.student.backbone)
     if not (Path(backbone) / "config.json").is_file():
-        raise ValueError(
+        raise ConfigError(
             f"student.backbone {config.student.backbone!r} is not a local Hugging Face model "
             "directory (no config.json) nor a bundled model name"
         )

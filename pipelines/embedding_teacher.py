@@ -44,7 +44,7 @@ from labelmill.embedding import (
     label_texts,
     mean_pool,
 )
-from labelmill.errors import JobError
+from labelmill.errors import ConfigError, InputError, JobError
 from labelmill.jsonio import write_json
 from labelmill.layout import embedding_calibration_uri, embedding_scores_uri
 from labelmill.records import vote_schema
@@ -84,7 +84,7 @@ class EncodeDocuments:
         from transformers import AutoModel, AutoTokenizer
 
         if device == "cuda" and not torch.cuda.is_available():
-            raise RuntimeError("accelerator 'gpu' was asked for but torch sees no CUDA device")
+            raise ConfigError("accelerator 'gpu' was asked for but torch sees no CUDA device")
         if device == "cpu":
             torch.set_num_threads(threads)
         self.torch = torch
@@ -253,7 +253,7 @@ class EmbeddingTeacherRun:
         )
         self.seed_ids, self.seed_gold = read_seed(gold, corpus_config, plan, cpus)
         if settings.calibration == "platt" and not self.seed_ids:
-            raise ValueError(
+            raise InputError(
                 f"teacher {teacher.name!r}: calibration 'platt' needs gold seed documents "
                 f"(gold.seed_fraction > 0 and gold labels), got {len(self.seed_ids)}"
             )
@@ -293,7 +293,7 @@ class EmbeddingTeacherRun:
             import ray
 
             if ray.cluster_resources().get("GPU", 0) < 1:
-                raise ValueError(
+                raise ConfigError(
                     f"teacher {teacher.name!r}: accelerator 'gpu' but the Ray cluster has no "
                     "GPU; set accelerator: cpu"
                 )
@@ -353,7 +353,7 @@ class EmbeddingTeacherRun:
                 ScoreMoments(row["count"], np.asarray(row["total"]), np.asarray(row["total_sq"]))
             )
         if moments.count == 0:
-            raise ValueError(
+            raise InputError(
                 f"teacher {self.plan.teacher.name!r}: no document has usable text to score"
             )
         mean, std = moments.mean_std()

@@ -227,7 +227,7 @@ def run_label_job(
         teachers = [t.name for t in config.teachers if t.name not in config.campaign.teachers]
     unknown = sorted(set(teachers) - {t.name for t in config.teachers})
     if unknown:
-        raise ValueError(f"teachers {unknown} are not configured")
+        raise ConfigError(f"teachers {unknown} are not configured")
     plans = [make_plan(t, taxonomy) for t in config.teachers if t.name in teachers]
     summary = LabelJobSummary(output_uri=config.output_uri, taxonomy_version=taxonomy.version)
     with ray_session(config.ray):

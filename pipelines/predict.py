@@ -30,7 +30,7 @@ from labelmill.pipelines.runtime import ray_session
 
 from labelmill.config import LabelmillConfig
 from labelmill.documents import check_text
-from labelmill.errors import JobError
+from labelmill.errors import InputError, JobError
 from labelmill.layout import predict_model_dir, predictions_uri
 
 
@@ -172,14 +172,14 @@ def _check_student(config: LabelmillConfig, model_dir: str) -> str:
 
     fs, path = fsspec.core.url_to_fs(model_dir)
     if not fs.isdir(path):
-        raise ValueError(
+        raise InputError(
             f"no exported student at {model_dir!r}: run `labelmill distill` first or set "
             "predict.model_dir"
         )
     names = load_student_metadata(model_dir)["taxonomy"]["names"]
     expected = [label.name for label in config.taxonomy.labels]
     if names != expected:
-        raise ValueError(
+        raise InputError(
             f"the student in {model_dir!r} predicts labels {names!r}, but the config's taxonomy "
             f"is {expected!r}"
         )

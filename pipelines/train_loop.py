@@ -28,6 +28,7 @@ import pyarrow.compute as pc
 
 from labelmill.artifacts import remove_dir
 from labelmill.config import LabelmillConfig, StudentConfig
+from labelmill.errors import InputError, JobError
 from labelmill.layout import run_path
 
 # Key of the reported metric that checkpoints are ranked by (lower is better).
@@ -154,7 +155,7 @@ def train_student_worker(loop_config: dict[str, Any]) -> dict[str, float]:
             [local_train_loss * counter[0], dev_total, dev_weight, float(counter[0])]
         )
         if dev_weight <= 0.0:
-            raise RuntimeError("the dev split yielded no rows to compute a dev loss on")
+            raise InputError("the dev split yielded no rows to compute a dev loss on")
         rows_trained += epoch_rows
         dev_loss = dev_total / dev_weight
         improved = tracker.update(dev_loss)
@@ -257,7 +258,7 @@ def fit_student(
     checkpoint = result.get_best_checkpoint(DEV_LOSS_KEY, "min") or result.checkpoint
     final = result.return_value
     if checkpoint is None or not isinstance(final, dict):
-        raise RuntimeError(f"the Ray Train run {name!r} reported no checkpoint or no summary")
+        raise JobError(f"the Ray Train run {name!r} reported no checkpoint or no summary")
     with checkpoint.as_directory() as ckpt_dir:
         model = AutoModelForSequenceClassification.from_pretrained(
             ckpt_dir, local_files_only=True, trust_remote_code=False

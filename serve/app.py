@@ -44,6 +44,7 @@ from ray.serve.handle import DeploymentHandle
 from ray.serve.metrics import Counter, Histogram
 
 from labelmill.artifacts import artifact_version, is_uri
+from labelmill.errors import ConfigError
 from labelmill.serve_config import (
     AuthConfig,
     CascadeConfig,
@@ -100,7 +101,7 @@ class Ingress:
         if auth.api_key_env is not None:
             self.api_key = os.environ.get(auth.api_key_env, "")
             if not self.api_key:
-                raise ValueError(
+                raise ConfigError(
                     f"auth.api_key_env is {auth.api_key_env!r} but that variable is unset or "
                     "empty on this replica; refusing to serve without a key"
                 )

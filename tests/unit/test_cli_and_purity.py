@@ -179,12 +179,7 @@ def test_job_error_names_the_log_file(
     [
         (ConfigError("teachers.0.name must not contain '/', got 'a/b'"), 2, "teachers.0.name"),
         (JobError("engine died"), 1, "labelmill: engine died"),
-        pytest.param(
-            ValueError("shapes (3,) and (4,) differ"),
-            1,
-            "internal error (ValueError): shapes",
-            marks=pytest.mark.xfail(reason="transitional ValueError mapping", strict=True),
-        ),
+        (ValueError("shapes (3,) and (4,) differ"), 1, "internal error (ValueError): shapes"),
         (KeyError("k"), 1, "internal error (KeyError)"),
     ],
 )
