@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TextIO
 
-from labelmill.layout import run_path
+from labelmill.layout import logs_dir, run_path
 
 
 @dataclass
@@ -42,7 +42,7 @@ def log_location(output_uri: str, command: str, now: datetime | None = None) -> 
     """(local path to write, final URI) of a command's log file under ``<output_uri>/logs/``."""
     stamp = (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%S")
     name = f"{command}-{stamp}-{os.getpid()}.log"
-    uri = run_path(output_uri, "logs", name)
+    uri = run_path(logs_dir(output_uri), name)
     if "://" in output_uri and not output_uri.startswith("file://"):
         local = os.path.join(tempfile.mkdtemp(prefix="labelmill-logs-"), name)
         return local, uri

@@ -19,7 +19,16 @@ import pyarrow.parquet as pq
 
 from labelmill import jsonio
 from labelmill.errors import InputError
-from labelmill.layout import run_path
+from labelmill.layout import (
+    aggregate_path,
+    campaign_path,
+    default_student_dir,
+    eval_path,
+    logs_dir,
+    run_path,
+    run_summary_uri,
+    votes_dir,
+)
 
 _VOTE_KEYS = ["teacher", "model", "mode", "prompt_hash", "taxonomy_version"]
 _VOTE_COLUMNS = [*_VOTE_KEYS, "error", "prompt_tokens", "output_tokens"]
@@ -50,9 +59,9 @@ def _files(uri: str, prefix: str = "", suffix: str = "") -> list[str]:
 def vote_stats(output_uri: str) -> list[dict[str, Any]]:
     """One entry per (teacher, model, mode, prompt hash, taxonomy version) in ``votes/``:
     ``rows``, ``errors``, ``prompt_tokens``, ``output_tokens``; sorted by teacher."""
-    fs, _ = fsspec.core.url_to_fs(run_path(output_uri, "votes"))
+    fs, _ = fsspec.core.url_to_fs(votes_dir(output_uri))
     tables = []
-    for file in _files(run_path(output_uri, "votes"), prefix="part-", suffix=".parquet"):
+    for file in _files(votes_dir(output_uri), prefix="part-", suffix=".parquet"):
         with fs.open(file, "rb") as handle:
             tables.append(pq.read_table(handle, columns=_VOTE_COLUMNS))
     if not tables:
@@ -120,21 +129,21 @@ def run_status(output_uri: str) -> dict[str, Any]:
     if not _exists(output_uri):
         raise InputError(f"output_uri {output_uri!r} does not exist")
     stages = _stages(output_uri)
-    run = read_json(run_path(output_uri, "run_summary.json"))
+    run = read_json(run_summary_uri(output_uri))
     if not any(stages.values()) and run is None:
         raise InputError(
             f"output_uri {output_uri!r} holds no labelmill output (no votes/, aggregate/, "
             "student/, eval/, campaign/ or run_summary.json)"
         )
-    aggregate = read_json(run_path(output_uri, "aggregate", "summary.json")) or {}
-    student = read_json(run_path(output_uri, "student", "labelmill.json")) or {}
-    metrics = read_json(run_path(output_uri, "eval", "metrics.json")) or {}
-    campaign = read_json(run_path(output_uri, "campaign", "report.json")) or {}
+    aggregate = read_json(aggregate_path(output_uri, "summary.json")) or {}
+    student = read_json(run_path(default_student_dir(output_uri), "labelmill.json")) or {}
+    metrics = read_json(eval_path(output_uri, "metrics.json")) or {}
+    campaign = read_json(campaign_path(output_uri, "report.json")) or {}
     reports = [
         uri
         for uri in (
-            run_path(output_uri, "eval", "report.html"),
-            run_path(output_uri, "campaign", "report.html"),
+            eval_path(output_uri, "report.html"),
+            campaign_path(output_uri, "report.html"),
         )
         if _exists(uri)
     ]
@@ -166,7 +175,7 @@ def run_status(output_uri: str) -> dict[str, Any]:
             {"stage": s.get("stage"), "seconds": s.get("seconds")}
             for s in (run or {}).get("stages", [])
         ],
-        "logs": _files(run_path(output_uri, "logs"), suffix=".log"),
+        "logs": _files(logs_dir(output_uri), suffix=".log"),
         "reports": reports,
     }
 

@@ -42,7 +42,7 @@ from labelmill.campaign_report import gain_per_budget, render_campaign_report
 from labelmill.config import LabelmillConfig, has_gold
 from labelmill.errors import ConfigError
 from labelmill.jsonio import read_json, write_json
-from labelmill.layout import aggregate_labels_uri, eval_dir, run_path, student_dir
+from labelmill.layout import aggregate_labels_uri, campaign_path, eval_dir, student_dir
 from labelmill.ledger import Budget, BudgetLedger
 
 
@@ -83,7 +83,7 @@ class CampaignSummary:
 
 
 def campaign_uri(config: LabelmillConfig, *parts: str) -> str:
-    return run_path(config.output_uri, "campaign", *parts)
+    return campaign_path(config.output_uri, *parts)
 
 
 def make_budget(config: LabelmillConfig) -> Budget:

@@ -20,7 +20,7 @@ from labelmill.pipelines.parts import AtomicPartsDatasink, list_parts
 
 from labelmill.config import LabelmillConfig
 from labelmill.errors import InputError
-from labelmill.layout import run_path
+from labelmill.layout import campaign_path
 from labelmill.selection import (
     disagreement_scores,
     label_issue_scores,
@@ -155,7 +155,7 @@ def embeddings(config: LabelmillConfig, inputs: CampaignInputs) -> np.ndarray:
 
     from labelmill.models import resolve_model
 
-    uri = run_path(config.output_uri, "campaign", "embeddings")
+    uri = campaign_path(config.output_uri, "embeddings")
     if not list_parts(uri):
         model = resolve_model(config.student.backbone)
         docs = ray.data.from_arrow(pa.table({"id": inputs.ids, "text": inputs.texts}))
@@ -178,7 +178,7 @@ def student_probs(
     """(N, K) probabilities of the student in ``model_dir`` (batch predict job); 0.5 if missing."""
     from labelmill.pipelines.predict import run_predict_job
 
-    out = run_path(config.output_uri, "campaign", f"round-{r}", "selection-predictions")
+    out = campaign_path(config.output_uri, f"round-{r}", "selection-predictions")
     predict = config.predict.model_copy(update={"model_dir": model_dir, "output_uri": out})
     run_predict_job(config.model_copy(update={"predict": predict}))
     table = _read_dir(out, ["id", "probs"])

@@ -25,7 +25,7 @@ from labelmill.console import current, format_duration, format_label_summary
 from labelmill.console import stage as console_stage
 from labelmill.errors import LabelmillError, with_context
 from labelmill.jsonio import read_json, write_json
-from labelmill.layout import eval_dir, run_path
+from labelmill.layout import eval_dir, run_summary_uri
 from labelmill.report import render_report
 from labelmill.status import vote_lineage
 
@@ -70,7 +70,7 @@ def run_whole(config: LabelmillConfig) -> RunSummary:
     console = current()
     summary = RunSummary(
         output_uri=config.output_uri,
-        summary_uri=run_path(config.output_uri, "run_summary.json"),
+        summary_uri=run_summary_uri(config.output_uri),
         live=console is not None,
     )
 

@@ -29,7 +29,7 @@ import pyarrow.compute as pc
 from labelmill.artifacts import remove_dir
 from labelmill.config import LabelmillConfig, StudentConfig
 from labelmill.errors import InputError, JobError
-from labelmill.layout import run_path
+from labelmill.layout import run_path, train_checkpoints_uri
 
 # Key of the reported metric that checkpoints are ranked by (lower is better).
 DEV_LOSS_KEY = "dev_loss"
@@ -288,7 +288,7 @@ def storage_for(output_uri: str) -> TrainStorage:
     if output_uri.startswith(("s3://", "s3a://")):
         import pyarrow.fs
 
-        uri = run_path(output_uri, "student-train")
+        uri = train_checkpoints_uri(output_uri)
         endpoint = os.environ.get("AWS_ENDPOINT_URL")
         options: dict[str, Any] = {}
         if endpoint:
@@ -297,7 +297,7 @@ def storage_for(output_uri: str) -> TrainStorage:
         filesystem = pyarrow.fs.S3FileSystem(**options)
         return TrainStorage(uri, uri.split("://", 1)[1], filesystem, False)
     if "://" in output_uri:
-        uri = run_path(output_uri, "student-train")
+        uri = train_checkpoints_uri(output_uri)
         return TrainStorage(uri, uri, None, False)
     path = str(Path(output_uri, "student-train").resolve())
     return TrainStorage(path, path, None, False)

@@ -19,16 +19,12 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from labelmill.pipelines.parts import list_parts, read_parts_dataset, write_part
 
+from labelmill.layout import votes_dir
 from labelmill.records import vote_schema
 
 # Rows per join partition: bounds a join task's memory (about 100 bytes an id row, a few KiB a
 # text row) independently of the corpus size; more rows mean more partitions, not bigger ones.
 ROWS_PER_JOIN_PARTITION = 250_000
-
-
-def votes_dir(output_uri: str, teacher: str) -> str:
-    """The directory URI holding one teacher's vote parts."""
-    return f"{output_uri.rstrip('/')}/votes/{teacher}"
 
 
 def read_votes(output_uri: str, teacher: str, columns: list[str] | None = None) -> pa.Table:
