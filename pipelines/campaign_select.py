@@ -16,9 +16,11 @@ import fsspec
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+from labelmill.pipelines.encoder import SentenceEncoder
 from labelmill.pipelines.parts import AtomicPartsDatasink, list_parts
 
 from labelmill.config import LabelmillConfig
+from labelmill.documents import is_usable_text
 from labelmill.errors import InputError
 from labelmill.layout import campaign_path
 from labelmill.selection import (
@@ -122,28 +124,13 @@ def load_inputs(config: LabelmillConfig, labels_uri: str) -> CampaignInputs:
     )
 
 
-class EmbedTexts:
-    """Ray Data UDF (actor): (id, text) -> L2-normalised mean-pooled sentence embeddings."""
-
-    def __init__(self, model_path: str, max_length: int) -> None:
-        import torch
-        from transformers import AutoModel, AutoTokenizer
-
-        self.torch = torch
-        self.tokenizer = AutoTokenizer.from_pretrained(model_path)
-        self.model = AutoModel.from_pretrained(model_path).eval()
-        self.max_length = max_length
+class EmbedTexts(SentenceEncoder):
+    """Ray Data UDF (actor): (id, text) -> L2-normalised mean-pooled sentence embeddings;
+    unusable texts embed as a single space (they still need a row)."""
 
     def __call__(self, batch: pa.Table) -> pa.Table:
-        from labelmill.embedding import l2_normalize, mean_pool
-
-        texts = [t if isinstance(t, str) and t.strip() else " " for t in batch["text"].to_pylist()]
-        encoded = self.tokenizer(
-            texts, truncation=True, max_length=self.max_length, padding=True, return_tensors="pt"
-        )
-        with self.torch.inference_mode():
-            hidden = self.model(**encoded).last_hidden_state.float().numpy()
-        vectors = l2_normalize(mean_pool(hidden, encoded["attention_mask"].numpy()))
+        texts = [t if is_usable_text(t) else " " for t in batch["text"].to_pylist()]
+        vectors, _, _ = self.embed(texts)
         return pa.table(
             {"id": batch["id"], "embedding": pa.array(vectors.astype(np.float32).tolist())}
         )
@@ -159,13 +146,20 @@ def embeddings(config: LabelmillConfig, inputs: CampaignInputs) -> np.ndarray:
     if not list_parts(uri):
         model = resolve_model(config.student.backbone)
         docs = ray.data.from_arrow(pa.table({"id": inputs.ids, "text": inputs.texts}))
+        gpu = config.predict.use_gpu  # the campaign's other encoder pass (predict) is there
         docs.map_batches(
             EmbedTexts,
-            fn_constructor_kwargs={"model_path": model, "max_length": config.student.max_length},
+            fn_constructor_kwargs={
+                "model_path": model,
+                "max_length": config.student.max_length,
+                "device": "cuda" if gpu else "cpu",
+                "threads": max(1, int(config.predict.cpus_per_replica)),
+            },
             batch_format="pyarrow",
-            batch_size=64,
+            batch_size=config.predict.batch_size,
             concurrency=1,
-            num_cpus=1,
+            num_cpus=config.predict.cpus_per_replica,
+            num_gpus=1 if gpu else 0,
         ).write_datasink(AtomicPartsDatasink(uri))
     table = _read_dir(uri)
     by_id = dict(zip(table["id"].to_pylist(), table["embedding"].to_pylist(), strict=True))

@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+from labelmill.pipelines.encoder import SentenceEncoder
 from labelmill.pipelines.gold import read_gold
 from labelmill.pipelines.parts import read_parts_dataset, write_part
 from labelmill.pipelines.votes_io import anti_join_ids, semi_join_ids
@@ -40,9 +41,7 @@ from labelmill.embedding import (
     embedding_prompt_hash,
     embedding_score_hash,
     id_digest,
-    l2_normalize,
     label_texts,
-    mean_pool,
 )
 from labelmill.errors import ConfigError, InputError, JobError
 from labelmill.jsonio import write_json
@@ -68,63 +67,12 @@ class EmbeddingTeacherError(JobError):
     """The encoder could not score the corpus (job-fatal)."""
 
 
-class EncodeDocuments:
+class EncodeDocuments(SentenceEncoder):
     """Ray Data UDF (actor): (id, text) batches -> raw cosine scores against every label."""
 
-    def __init__(
-        self,
-        model_path: str,
-        max_length: int,
-        texts: list[str],
-        device: str,
-        threads: int,
-        tokens_per_pass: int = 4096,
-    ) -> None:
-        import torch
-        from transformers import AutoModel, AutoTokenizer
-
-        if device == "cuda" and not torch.cuda.is_available():
-            raise ConfigError("accelerator 'gpu' was asked for but torch sees no CUDA device")
-        if device == "cpu":
-            torch.set_num_threads(threads)
-        self.torch = torch
-        self.device = device
-        self.tokens_per_pass = tokens_per_pass
-        self.tokenizer = AutoTokenizer.from_pretrained(model_path)
-        self.model = AutoModel.from_pretrained(model_path).to(device).eval()
-        positions = getattr(self.model.config, "max_position_embeddings", None) or max_length
-        self.max_length = min(max_length, int(positions))
+    def __init__(self, texts: list[str], **encoder: Any) -> None:
+        super().__init__(**encoder)
         self.label_vectors, _, _ = self.embed(texts)
-
-    def embed(self, texts: list[str]) -> tuple[np.ndarray, list[int], list[bool]]:
-        """texts (N) -> (L2-normalised mean-pooled embeddings (N, D), tokens used, truncated).
-
-        Texts are encoded in order of length, in passes of about ``tokens_per_pass`` padded
-        tokens, so that short texts are not padded to the longest of the batch.
-        """
-        full = [len(ids) for ids in self.tokenizer(texts, verbose=False)["input_ids"]]
-        used = [min(n, self.max_length) for n in full]
-        order = sorted(range(len(texts)), key=used.__getitem__)
-        passes: list[list[int]] = [[]]
-        for index in order:  # ascending length: a pass is padded to its last text
-            if passes[-1] and (len(passes[-1]) + 1) * used[index] > self.tokens_per_pass:
-                passes.append([])
-            passes[-1].append(index)
-        encoded = np.concatenate([self._encode([texts[i] for i in chunk]) for chunk in passes])
-        vectors = np.empty_like(encoded)
-        vectors[order] = encoded
-        truncated = [n > u for n, u in zip(full, used, strict=True)]
-        return vectors, used, truncated
-
-    def _encode(self, texts: list[str]) -> np.ndarray:
-        """One forward pass: texts (n) -> L2-normalised mean-pooled embeddings (n, D)."""
-        encoded = self.tokenizer(
-            texts, truncation=True, max_length=self.max_length, padding=True, return_tensors="pt"
-        )
-        with self.torch.inference_mode():
-            inputs = {name: tensor.to(self.device) for name, tensor in encoded.items()}
-            hidden = self.model(**inputs).last_hidden_state.float().cpu().numpy()
-        return l2_normalize(mean_pool(hidden, encoded["attention_mask"].numpy()))
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         ids = batch["id"].to_pylist()
