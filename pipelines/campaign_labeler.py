@@ -26,7 +26,6 @@ from labelmill.pipelines.teachers import load_tokenizer, tokenizer_source
 
 from labelmill.campaign_cost import estimate_documents, price
 from labelmill.config import LabelmillConfig
-from labelmill.jsonio import read_json, write_json  # noqa: F401  (pipelines/run.py imports them)
 from labelmill.taxonomy import Taxonomy
 
 
