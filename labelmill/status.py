@@ -29,6 +29,7 @@ from labelmill.layout import (
     run_summary_uri,
     votes_dir,
 )
+from labelmill.part_files import list_parts
 
 _VOTE_KEYS = ["teacher", "model", "mode", "prompt_hash", "taxonomy_version"]
 _VOTE_COLUMNS = [*_VOTE_KEYS, "error", "prompt_tokens", "output_tokens"]
@@ -61,7 +62,7 @@ def vote_stats(output_uri: str) -> list[dict[str, Any]]:
     ``rows``, ``errors``, ``prompt_tokens``, ``output_tokens``; sorted by teacher."""
     fs, _ = fsspec.core.url_to_fs(votes_dir(output_uri))
     tables = []
-    for file in _files(votes_dir(output_uri), prefix="part-", suffix=".parquet"):
+    for file in list_parts(votes_dir(output_uri)):
         with fs.open(file, "rb") as handle:
             tables.append(pq.read_table(handle, columns=_VOTE_COLUMNS))
     if not tables:
@@ -114,11 +115,11 @@ def _stages(output_uri: str) -> dict[str, bool]:
         return run_path(output_uri, *parts)
 
     return {
-        "label": bool(_files(at("votes"), prefix="part-", suffix=".parquet")),
+        "label": bool(list_parts(votes_dir(output_uri))),
         "aggregate": _exists(at("aggregate", "summary.json")),
         "distill": _exists(at("student", "labelmill.json")),
         "evaluate": _exists(at("eval", "metrics.json")),
-        "predict": bool(_files(at("predictions"), prefix="part-", suffix=".parquet")),
+        "predict": bool(list_parts(run_path(output_uri, "predictions"))),
         "campaign": _exists(at("campaign", "report.json")),
     }
 

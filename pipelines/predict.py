@@ -15,9 +15,7 @@ and every actor there loads the copy (:func:`labelmill.artifacts.fetch_model`).
 
 from __future__ import annotations
 
-import hashlib
 import time
-import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,6 +30,7 @@ from labelmill.config import LabelmillConfig
 from labelmill.documents import check_text
 from labelmill.errors import InputError, JobError
 from labelmill.layout import predict_model_dir, predictions_uri
+from labelmill.part_files import list_parts, write_part
 
 
 class PredictJobError(JobError):
@@ -106,29 +105,17 @@ def write_prediction_part(batch: pa.Table, output_uri: str) -> pa.Table:
     """Ray Data UDF: write a batch of predictions as one atomic part; return (rows, errors)."""
     if batch.num_rows == 0:
         return pa.table({"rows": [0], "errors": [0]})
-    fs, path = fsspec.core.url_to_fs(output_uri)
-    fs.makedirs(path, exist_ok=True)
     table = batch.select(prediction_schema().names).cast(prediction_schema())
-    # Named by its ids: a retried task overwrites its own part instead of adding a duplicate.
-    digest = hashlib.sha256("\n".join(table["id"].to_pylist()).encode("utf-8")).hexdigest()[:24]
-    temporary = f"{path}/.tmp-{uuid.uuid4().hex}.parquet"
-    with fs.open(temporary, "wb") as handle:
-        pq.write_table(table, handle)
-    fs.mv(temporary, f"{path}/part-{digest}.parquet")
+    write_part(table, output_uri)  # named by its ids: a retry overwrites its own part
     errors = table.num_rows - table["error"].null_count
     return pa.table({"rows": [table.num_rows], "errors": [errors]})
 
 
 def count_written(output_uri: str) -> int:
     """Rows in the prediction parts under ``output_uri`` (from Parquet footers)."""
-    fs, path = fsspec.core.url_to_fs(output_uri)
-    # The parts were written by other processes: a listing this process cached (s3fs keeps
-    # one from the clean-up before the job) would miss them.
-    fs.invalidate_cache(path)
-    if not fs.exists(path):
-        return 0
+    fs, _ = fsspec.core.url_to_fs(output_uri)
     total = 0
-    for file in sorted(p for p in fs.find(path) if p.rsplit("/", 1)[-1].startswith("part-")):
+    for file in list_parts(output_uri):  # a fresh listing: other processes wrote the parts
         with fs.open(file, "rb") as handle:
             total += pq.ParquetFile(handle).metadata.num_rows
     return total
