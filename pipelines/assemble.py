@@ -34,20 +34,16 @@ from labelmill.pipelines.votes_io import votes_dir
 
 from labelmill.aggregation import agreement, n_teachers
 from labelmill.config import LabelmillConfig
-from labelmill.records import votes_that_count
+from labelmill.records import OLDEST_US, counting_vote_rows
 from labelmill.taxonomy import multi_hot
-from labelmill.vote_matrix import (
-    label_index,
-    vector_to_cell,
-    vote_vector,
-    votes_from_teacher_probs,
-)
+from labelmill.vote_matrix import matrix_to_cells, vote_matrix, votes_from_teacher_probs
 
 DOC, GOLD, VOTE = 0, 1, 2
 # Vote modes that carry a probability per label (read through the score observation model);
 # "set" and the simulations' "simulated" are hard label sets.
 SCORE_MODES = ("score", "embedding")
 NO_VOTE_ERROR = "no teacher voted"
+LINEAGE_KEYS = ("teacher", "model", "mode", "prompt_hash")
 
 
 def assembly_schema() -> pa.Schema:
@@ -115,34 +111,40 @@ def gold_rows(batch: pa.Table) -> pa.Table:
     )
 
 
+def lineage_json(batch: pa.Table) -> pa.Array:
+    """Each vote row's lineage as JSON (teacher, model, mode, prompt_hash), computed once per
+    distinct combination rather than once per row. -> (N,) string"""
+    columns = [batch[key].cast(pa.string()).combine_chunks() for key in LINEAGE_KEYS]
+    if batch.num_rows == 0:
+        return pa.array([], pa.string())
+    joined = pc.binary_join_element_wise(
+        *columns, "\x1f", null_handling="replace", null_replacement="\x1e"
+    )
+    encoded = joined.dictionary_encode()
+    codes = encoded.indices.to_numpy(zero_copy_only=False)
+    first = np.full(len(encoded.dictionary), -1, dtype=np.int64)
+    first[codes[::-1]] = np.arange(len(codes))[::-1]  # one row of each combination
+    pairs = list(zip(LINEAGE_KEYS, columns, strict=True))
+    texts = [json.dumps({key: col[int(i)].as_py() for key, col in pairs}) for i in first]
+    return pa.array(texts, pa.string()).take(encoded.indices)
+
+
 def vote_rows(batch: pa.Table, teacher: int, names: Sequence[str], version: str) -> pa.Table:
     """Ray Data UDF: vote records of teacher number ``teacher`` -> assembly rows of kind VOTE.
 
     Rows of another taxonomy version are dropped; each kept row carries its (K,) vector (null
-    for an abstention, see :func:`labelmill.vote_matrix.vote_vector`) and its lineage as JSON.
+    for an abstention, see :func:`labelmill.vote_matrix.vote_matrix`) and its lineage as JSON.
     """
     batch = batch.filter(pc.equal(batch["taxonomy_version"], version))
-    index = label_index(names)
-    cells, lineage = [], []
-    for row in batch.select(
-        ["labels", "probs", "error", "teacher", "model", "mode", "prompt_hash"]
-    ).to_pylist():
-        try:
-            vec = vote_vector(row["labels"], row["probs"], row["error"], index)
-        except ValueError:  # unreadable vote: an abstention, like an errored one
-            vec = None
-        cells.append(vector_to_cell(vec))
-        lineage.append(
-            json.dumps({key: row[key] for key in ("teacher", "model", "mode", "prompt_hash")})
-        )
+    matrix = vote_matrix(batch["labels"], batch["probs"], batch["error"], names)
     n = batch.num_rows
     return _rows_table(
         {
             "id": batch["id"].cast(pa.string()),
-            "kind": pa.array([VOTE] * n, pa.int8()),
-            "teacher": pa.array([teacher] * n, pa.int32()),
-            "vote": pa.array(cells, pa.list_(pa.float64())),
-            "lineage": pa.array(lineage, pa.string()),
+            "kind": pa.array(np.full(n, VOTE, np.int8)),
+            "teacher": pa.array(np.full(n, teacher, np.int32)),
+            "vote": matrix_to_cells(matrix),
+            "lineage": lineage_json(batch),
             "created_at": batch["created_at"].cast(pa.timestamp("us", tz="UTC")),
         },
         n,
@@ -188,43 +190,88 @@ def read_teacher_votes(output_uri: str, teacher: str, files: list[str], cpus: fl
     )
 
 
-def assemble_group(group: pa.Table, n_teachers: int) -> pa.Table:
-    """map_groups UDF: all rows of one id -> one assembled row per corpus row of that id.
+def _first_row(keys: np.ndarray, rows: np.ndarray, n_keys: int) -> np.ndarray:
+    """Index of the first of ``rows`` for each key (-1 for none). keys: (R,) -> (n_keys,)"""
+    first = np.full(n_keys, -1, dtype=np.int64)
+    first[keys[::-1]] = rows[::-1]  # the last assignment (the first row) wins
+    return first
 
-    Gold comes from the first gold row; per teacher the vote that counts is kept
-    (:func:`labelmill.records.votes_that_count`). No corpus row: nothing (votes for unknown ids).
+
+def _take(column: Any, rows: np.ndarray) -> Any:
+    """column[rows] with null where rows is -1."""
+    return column.take(pa.array(rows, pa.int64(), mask=rows < 0))
+
+
+def _lineage_lists(lineage: Any, vote_of: np.ndarray) -> pa.Array:
+    """Per key, the JSON list of the counted votes' lineages in teacher order (as
+    ``json.dumps`` writes it), built once per distinct combination of lineages.
+
+    lineage: (V,) JSON strings, vote_of: (D, T) vote row or -1 -> (D,) string
     """
-    rows = group.to_pylist()
-    docs = [r for r in rows if r["kind"] == DOC]
-    if not docs:
+    codes = np.full(vote_of.shape, -1, dtype=np.int64)
+    present = vote_of >= 0
+    encoded = lineage.dictionary_encode()
+    codes[present] = encoded.indices.to_numpy(zero_copy_only=False)[vote_of[present]]
+    combos, which = np.unique(codes, axis=0, return_inverse=True)
+    texts = encoded.dictionary.to_pylist()
+    lists = ["[" + ", ".join(texts[c] for c in combo if c >= 0) + "]" for combo in combos]
+    return pa.array(lists, pa.string()).take(pa.array(which.reshape(-1)))
+
+
+def assemble_block(block: pa.Table, n_teachers: int) -> pa.Table:
+    """map_batches UDF over whole blocks that hold every row of their ids (hash-partitioned by
+    id): assembly rows -> one assembled row per corpus row, vectorized over the block.
+
+    Gold comes from the first gold row of an id; per (id, teacher) the vote that counts is kept
+    (:func:`labelmill.records.counting_vote_rows`), an abstention if its vote is null. Ids
+    without a corpus row give nothing (votes for unknown ids); a duplicated corpus id gives one
+    row per corpus row, each with that id's votes.
+    """
+    if block.num_rows == 0:
         return assembled_schema().empty_table()
-    gold = next((r for r in rows if r["kind"] == GOLD), None)
-    votes = [r for r in rows if r["kind"] == VOTE]
-    counted = votes_that_count(
-        [v["teacher"] for v in votes],
-        [v["created_at"] for v in votes],
-        [v["lineage"] for v in votes],
+    encoded = block["id"].combine_chunks().dictionary_encode()
+    keys = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+    n_keys = len(encoded.dictionary)
+    kind = block["kind"].to_numpy()
+    docs = np.flatnonzero(kind == DOC)
+    golds, votes = np.flatnonzero(kind == GOLD), np.flatnonzero(kind == VOTE)
+    vote_table = block.take(pa.array(votes))
+    created = vote_table["created_at"].cast(pa.int64()).fill_null(int(OLDEST_US))
+    teacher = vote_table["teacher"].to_numpy().astype(np.int64)
+    lineage = vote_table["lineage"].combine_chunks()
+    counted = counting_vote_rows(
+        keys[votes], teacher, created.to_numpy(), lineage.to_numpy(zero_copy_only=False)
     )
-    latest = {teacher: votes[i] for teacher, i in counted.items()}
-    cells: list[list[float | None] | None] = [None] * n_teachers
-    lineage = []
-    for t in range(n_teachers):
-        row = latest.get(t)
-        if row is not None and row["vote"] is not None:
-            cells[t] = row["vote"]
-            lineage.append(json.loads(row["lineage"]))
-    n = len(docs)
-    return pa.table(
-        {
-            "id": [d["id"] for d in docs],
-            "text": [d["text"] for d in docs],
-            "gold": [None if gold is None else gold["gold"]] * n,
-            "gold_seed": [bool(gold is not None and gold["gold_seed"])] * n,
-            "teacher_probs": [cells] * n,
-            "lineage": [json.dumps(lineage)] * n,
-        },
-        schema=assembled_schema(),
-    )
+    counted = counted[vote_table["vote"].is_valid().to_numpy(zero_copy_only=False)[counted]]
+    vote_of = np.full((n_keys, n_teachers), -1, dtype=np.int64)  # (D, T) counted vote row
+    vote_of[keys[votes][counted], teacher[counted]] = counted
+    doc_keys = keys[docs]
+    cells = _take(vote_table["vote"].combine_chunks(), vote_of[doc_keys].reshape(-1))
+    offsets = pa.array(np.arange(len(docs) + 1, dtype=np.int32) * n_teachers, pa.int32())
+    gold_row = _first_row(keys[golds], golds, n_keys)[doc_keys]
+    seed = _take(block["gold_seed"].combine_chunks(), gold_row).fill_null(False)
+    columns = {
+        "id": block["id"].take(pa.array(docs)),
+        "text": block["text"].take(pa.array(docs)),
+        "gold": _take(block["gold"].combine_chunks(), gold_row),
+        "gold_seed": seed,
+        "teacher_probs": pa.ListArray.from_arrays(offsets, cells),
+        "lineage": _lineage_lists(lineage, vote_of).take(pa.array(doc_keys)),
+    }
+    schema = assembled_schema()
+    return pa.Table.from_arrays([columns[f.name] for f in schema], schema=schema)
+
+
+def colocate_ids(ds: Any, num_partitions: int) -> Any:
+    """Hash-partition ``ds`` by id so that every row of an id lies in one block (as Ray's own
+    ``groupby().map_groups`` does before its per-group calls); a sort under other shuffle
+    strategies. Read it with ``batch_size=None``: one batch per block."""
+    from ray.data.context import DataContext, ShuffleStrategy
+
+    hashed = (ShuffleStrategy.HASH_SHUFFLE, ShuffleStrategy.SHUFFLE_V2, ShuffleStrategy.GPU_SHUFFLE)
+    if DataContext.get_current().shuffle_strategy in hashed:
+        return ds.repartition(num_partitions, keys=["id"])
+    return ds.sort("id")
 
 
 def assemble_votes(
@@ -253,8 +300,9 @@ def assemble_votes(
             )
         )
     union = parts[0].union(*parts[1:]) if len(parts) > 1 else parts[0]
-    return union.groupby("id", num_partitions=num_partitions).map_groups(
-        assemble_group,
+    return colocate_ids(union, num_partitions).map_batches(
+        assemble_block,
+        batch_size=None,
         batch_format="pyarrow",
         fn_kwargs={"n_teachers": len(teachers)},
         num_cpus=cpus,
