@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 VOTE_KEY_COLUMNS = ("id", "teacher", "prompt_hash", "taxonomy_version")
 
@@ -38,6 +39,18 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 OLDEST_US = np.iinfo(np.int64).min  # a missing created_at: older than any time
 
 
+def _string_ranks(strings: Any) -> np.ndarray:
+    """(V,) strings -> (V,) int ranks in code-point order (UTF-8 byte order), equal strings
+    equal ranks; computed on the distinct strings only (lineages repeat)."""
+    encoded = pc.dictionary_encode(strings)
+    if isinstance(encoded, pa.ChunkedArray):
+        encoded = encoded.unify_dictionaries().combine_chunks()
+    order = pc.sort_indices(encoded.dictionary).to_numpy()
+    rank = np.empty(len(order), dtype=np.int64)
+    rank[order] = np.arange(len(order))
+    return rank[encoded.indices.to_numpy(zero_copy_only=False)]
+
+
 def counting_vote_rows(doc: Any, teacher: Any, created_us: Any, lineage: Any) -> np.ndarray:
     """The de-duplication policy: which vote rows count, one per (document, teacher).
 
@@ -47,16 +60,18 @@ def counting_vote_rows(doc: Any, teacher: Any, created_us: Any, lineage: Any) ->
     on the order rows arrive in (up to identical rows).
 
     doc: (V,) int document key, teacher: (V,) int, created_us: (V,) int64 microseconds since
-    the epoch, lineage: (V,) str -> sorted (D,) int64 indices of the rows that count.
+    the epoch, lineage: (V,) str (a list or an Arrow string array) -> sorted (D,) int64
+    indices of the rows that count.
 
     Example:
         >>> counting_vote_rows([0, 0, 0, 1], [0, 0, 1, 0], [5, 7, 1, 1], ["a", "a", "x", "y"])
         array([1, 2, 3])
     """
     keys = [np.asarray(x) for x in (doc, teacher, created_us)]
-    lines = np.asarray(lineage, dtype=str)
-    if not all(k.ndim == 1 for k in keys) or lines.ndim != 1:
-        raise ValueError("doc, teacher, created_us and lineage must be 1-D")
+    arrow = isinstance(lineage, pa.Array | pa.ChunkedArray)
+    lines = lineage if arrow else pa.array(np.asarray(lineage, dtype=str), pa.string())
+    if not all(k.ndim == 1 for k in keys) or not pa.types.is_string(lines.type):
+        raise ValueError("doc, teacher, created_us must be 1-D and lineage strings")
     n_rows = len(lines)
     if any(len(k) != n_rows for k in keys):
         raise ValueError(
@@ -65,7 +80,7 @@ def counting_vote_rows(doc: Any, teacher: Any, created_us: Any, lineage: Any) ->
         )
     if n_rows == 0:
         return np.zeros(0, dtype=np.int64)
-    line_rank = np.unique(lines, return_inverse=True)[1].reshape(-1)  # code-point order
+    line_rank = _string_ranks(lines)
     position = -np.arange(n_rows)  # exact ties: the earlier row sorts last, so it is kept
     order = np.lexsort((position, line_rank, keys[2].astype(np.int64), keys[1], keys[0]))
     last = np.ones(n_rows, dtype=bool)  # the last row of each (doc, teacher) run counts

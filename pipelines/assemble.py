@@ -212,7 +212,13 @@ def _lineage_lists(lineage: Any, vote_of: np.ndarray) -> pa.Array:
     present = vote_of >= 0
     encoded = lineage.dictionary_encode()
     codes[present] = encoded.indices.to_numpy(zero_copy_only=False)[vote_of[present]]
-    combos, which = np.unique(codes, axis=0, return_inverse=True)
+    base = len(encoded.dictionary) + 1
+    if base ** codes.shape[1] < 2**62:  # one integer per key: a fast 1-D unique
+        packed = (codes + 1) @ (base ** np.arange(codes.shape[1], dtype=np.int64))
+        _, first, which = np.unique(packed, return_index=True, return_inverse=True)
+        combos = codes[first]
+    else:
+        combos, which = np.unique(codes, axis=0, return_inverse=True)
     texts = encoded.dictionary.to_pylist()
     lists = ["[" + ", ".join(texts[c] for c in combo if c >= 0) + "]" for combo in combos]
     return pa.array(lists, pa.string()).take(pa.array(which.reshape(-1)))
@@ -233,28 +239,33 @@ def assemble_block(block: pa.Table, n_teachers: int) -> pa.Table:
     keys = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
     n_keys = len(encoded.dictionary)
     kind = block["kind"].to_numpy()
-    docs = np.flatnonzero(kind == DOC)
-    golds, votes = np.flatnonzero(kind == GOLD), np.flatnonzero(kind == VOTE)
-    vote_table = block.take(pa.array(votes))
-    created = vote_table["created_at"].cast(pa.int64()).fill_null(int(OLDEST_US))
-    teacher = vote_table["teacher"].to_numpy().astype(np.int64)
-    lineage = vote_table["lineage"].combine_chunks()
+    is_doc, is_gold, is_vote = (pa.array(kind == k) for k in (DOC, GOLD, VOTE))
+    docs = block.select(["id", "text"]).filter(is_doc).combine_chunks()
+    golds = block.select(["gold", "gold_seed"]).filter(is_gold).combine_chunks()
+    votes = block.select(["teacher", "vote", "lineage", "created_at"]).filter(is_vote)
+    votes = votes.combine_chunks()
+    vote_keys = keys[kind == VOTE]
+    teacher = votes["teacher"].to_numpy().astype(np.int64)
+    lineage = votes["lineage"].chunk(0) if votes.num_rows else pa.array([], pa.string())
     counted = counting_vote_rows(
-        keys[votes], teacher, created.to_numpy(), lineage.to_numpy(zero_copy_only=False)
+        vote_keys,
+        teacher,
+        votes["created_at"].cast(pa.int64()).fill_null(int(OLDEST_US)).to_numpy(),
+        lineage,
     )
-    counted = counted[vote_table["vote"].is_valid().to_numpy(zero_copy_only=False)[counted]]
+    counted = counted[votes["vote"].is_valid().to_numpy(zero_copy_only=False)[counted]]
     vote_of = np.full((n_keys, n_teachers), -1, dtype=np.int64)  # (D, T) counted vote row
-    vote_of[keys[votes][counted], teacher[counted]] = counted
-    doc_keys = keys[docs]
-    cells = _take(vote_table["vote"].combine_chunks(), vote_of[doc_keys].reshape(-1))
-    offsets = pa.array(np.arange(len(docs) + 1, dtype=np.int32) * n_teachers, pa.int32())
-    gold_row = _first_row(keys[golds], golds, n_keys)[doc_keys]
-    seed = _take(block["gold_seed"].combine_chunks(), gold_row).fill_null(False)
+    vote_of[vote_keys[counted], teacher[counted]] = counted
+    doc_keys = keys[kind == DOC]
+    cells = _take(votes["vote"].combine_chunks(), vote_of[doc_keys].reshape(-1))
+    offsets = pa.array(np.arange(docs.num_rows + 1, dtype=np.int32) * n_teachers, pa.int32())
+    gold_keys = keys[kind == GOLD]
+    gold_row = _first_row(gold_keys, np.arange(len(gold_keys)), n_keys)[doc_keys]
     columns = {
-        "id": block["id"].take(pa.array(docs)),
-        "text": block["text"].take(pa.array(docs)),
-        "gold": _take(block["gold"].combine_chunks(), gold_row),
-        "gold_seed": seed,
+        "id": docs["id"],
+        "text": docs["text"],
+        "gold": _take(golds["gold"].combine_chunks(), gold_row),
+        "gold_seed": _take(golds["gold_seed"].combine_chunks(), gold_row).fill_null(False),
         "teacher_probs": pa.ListArray.from_arrays(offsets, cells),
         "lineage": _lineage_lists(lineage, vote_of).take(pa.array(doc_keys)),
     }
@@ -372,30 +383,39 @@ def label_table(
     voted = n_teachers(votes)
     none = voted == 0
     agree = agreement(votes)
-    hard = np.where(np.isnan(probs), False, probs >= threshold)
-    cells = [
-        None if none[n] else [None if np.isnan(p) else float(p) for p in probs[n]]
-        for n in range(n_docs)
-    ]
-    names = np.array(spec.names, dtype=object)
+    hard = np.where(np.isnan(probs), False, probs >= threshold) & ~none[:, None]
+    flat = np.asarray(probs, dtype=np.float64).reshape(-1)
+    n_labels = len(spec.names)
+    probs_offsets = pa.array(np.arange(n_docs + 1, dtype=np.int32) * n_labels, pa.int32())
+    label_offsets = np.zeros(n_docs + 1, dtype=np.int32)
+    np.cumsum(hard.sum(axis=1), out=label_offsets[1:])
+    which = np.nonzero(hard)[1]  # row-major: each row's labels in taxonomy order
+    n_teach = len(spec.teachers)
+    teacher_offsets = pa.array(np.arange(n_docs + 1, dtype=np.int32) * n_teach, pa.int32())
+    teacher_names = pa.array(np.tile(np.arange(n_teach), n_docs)).cast(pa.int64())
     columns = {
         "id": batch["id"],
         "text": batch["text"],
         "gold": batch["gold"],
         "gold_seed": batch["gold_seed"].fill_null(False),
-        "teachers": pa.array([list(spec.teachers)] * n_docs, pa.list_(pa.string())),
+        "teachers": pa.ListArray.from_arrays(
+            teacher_offsets, pa.array(spec.teachers, pa.string()).take(teacher_names)
+        ),
         "teacher_probs": batch["teacher_probs"],
-        "probs": pa.array(cells, pa.list_(pa.float64())),
-        "labels": pa.array(
-            [[] if none[n] else names[hard[n]].tolist() for n in range(n_docs)],
-            pa.list_(pa.string()),
+        "probs": pa.ListArray.from_arrays(
+            probs_offsets,
+            pa.array(flat, pa.float64(), mask=np.isnan(flat)),
+            mask=pa.array(none),
+        ),
+        "labels": pa.ListArray.from_arrays(
+            pa.array(label_offsets), pa.array(spec.names, pa.string()).take(pa.array(which))
         ),
         "agreement": pa.array(agree, pa.float64(), mask=np.isnan(agree)),
         "n_teachers": pa.array(voted, pa.int64()),
-        "method": pa.array([method] * n_docs, pa.string()),
-        "taxonomy_version": pa.array([version] * n_docs, pa.string()),
+        "method": pa.repeat(pa.scalar(method, pa.string()), n_docs),
+        "taxonomy_version": pa.repeat(pa.scalar(version, pa.string()), n_docs),
         "lineage": batch["lineage"],
-        "error": pa.array([NO_VOTE_ERROR if e else None for e in none], pa.string()),
+        "error": pa.array(np.full(n_docs, NO_VOTE_ERROR), pa.string(), mask=~none),
     }
     schema = aggregate_label_schema()
     return pa.Table.from_arrays([columns[f.name] for f in schema], schema=schema)
