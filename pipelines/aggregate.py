@@ -2,9 +2,11 @@
 
 Steps: assemble one row per corpus document with every teacher's vote
 (:mod:`labelmill.pipelines.assemble`,
-a distributed group by id, materialized once); fit the method with map/reduce passes over it
-(Dawid-Skene EM: per-batch sufficient statistics summed on the driver, then the M-step; weighted
-vote: per-teacher confusion counts against the gold seed or the majority); then one pass that
+a distributed group by id, materialized once); decode each block once into numeric vote arrays
+kept in the object store (:mod:`labelmill.pipelines.vote_shards`) and fit the method with
+map/reduce passes over them, one task per shard (Dawid-Skene EM: per-shard sufficient
+statistics summed on the driver, then the M-step; weighted vote: per-teacher confusion counts
+against the gold seed or the majority); then one pass over the assembled rows that
 computes every row's probabilities and writes the Parquet parts. Documents no teacher voted on
 are kept, with ``error = "no teacher voted"`` and null probs. The reliability table is the
 Dawid-Skene rates for ``dawid_skene``; for ``majority`` and ``weighted`` it is Laplace-smoothed
@@ -298,7 +300,7 @@ def finalize_batch(batch: pa.Table, spec: BatchSpec, fitted: FittedMethod) -> pa
 def fit_method(
     shards: VoteShards, spec: BatchSpec, config: LabelmillConfig, summary: AggregateJobSummary
 ) -> tuple[FittedMethod, list[dict[str, Any]]]:
-    """Fit ``aggregate.method`` over the assembled dataset; its reliability records.
+    """Fit ``aggregate.method`` over the assembled votes' shards; its reliability records.
 
     Records the fit (iterations, sources) in ``summary``.
     """

@@ -1,9 +1,10 @@
 """Row assembly of the aggregation job: votes in, one row per corpus document, label rows out.
 
 The corpus rows, the gold rows and every teacher's vote rows are normalised to one common schema
-(:func:`assembly_schema`, a ``kind`` column telling them apart), unioned, and grouped by id with
-a hash shuffle: nothing is collected on the driver. Each group gives one row per corpus row of
-that id (:func:`assembled_schema`); votes for ids outside the corpus are dropped there.
+(:func:`assembly_schema`, a ``kind`` column telling them apart), unioned, and hash-partitioned by
+id: nothing is collected on the driver. Each block, holding every row of its ids, is assembled
+at once with Arrow / numpy (:func:`assemble_block`), one row per corpus row of an id
+(:func:`assembled_schema`); votes for ids outside the corpus are dropped there.
 
 Votes are read from ``<output_uri>/votes/<teacher>/part-*.parquet``. Only votes of the current
 taxonomy version are used; of several rows for the same (id, teacher) the latest ``created_at``
