@@ -27,8 +27,8 @@ def _decode(block: Any, spec: BatchSpec) -> tuple[Any, Any, Any]:
 
 def _apply(fn: ShardFn, arrays: tuple[Any, Any, Any], kwargs: dict[str, Any]) -> Any:
     votes, gold, mask = arrays
-    if votes.shape[0] == 0:  # an empty block: adds nothing (and the steps want rows)
-        return 0
+    if votes.shape[0] == 0:  # an empty block adds nothing (and the steps want rows)
+        return None
     return fn(votes, gold, mask, **kwargs)
 
 
@@ -50,4 +50,5 @@ class VoteShards:
         import ray
 
         fn_ref, kwargs_ref = ray.put(fn), ray.put(kwargs)
-        return sum(ray.get([self._apply.remote(fn_ref, ref, kwargs_ref) for ref in self.refs]))
+        parts = ray.get([self._apply.remote(fn_ref, ref, kwargs_ref) for ref in self.refs])
+        return sum(part for part in parts if part is not None)

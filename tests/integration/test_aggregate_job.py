@@ -251,3 +251,19 @@ def test_assembly_under_a_sort_shuffle(ray_local: Any, scenario: dict[str, Any])
     assert summary.n_docs == N_DOCS and [r["id"] for r in rows] == scenario["ids"]
     got = np.array([[np.nan if v is None else v for v in r["probs"]] for r in rows[1:]])
     np.testing.assert_allclose(got, majority_vote(scenario["votes"])[1:], atol=1e-12)
+
+
+def test_many_partitions_some_empty(ray_local: Any, scenario: dict[str, Any]) -> None:
+    """More hash partitions than ids: empty shards add nothing to the fit."""
+    config = scenario["config"]
+    spread = config.model_copy(
+        update={"aggregate": config.aggregate.model_copy(update={"num_partitions": 64})}
+    )
+    summary = run_aggregate_job(spread)
+    rows = _read_labels(config).to_pylist()
+    assert summary.n_docs == N_DOCS and [r["id"] for r in rows] == scenario["ids"]
+    model = DawidSkene(max_iter=MAX_ITER, tol=0.0).fit(
+        scenario["votes"], scenario["gold"], scenario["seed"]
+    )
+    probs = np.array([r["probs"] for r in rows[1:]], dtype=float)
+    np.testing.assert_allclose(probs, model.predict_proba(scenario["votes"])[1:], atol=1e-6)
