@@ -375,6 +375,17 @@ def _write_json(uri: str, payload: str) -> None:
         handle.write(payload)
 
 
+# Corpus rows per hash partition by default: an assembled row (id, text, votes, lineage) is a
+# few hundred bytes, so a partition stays a block of the order of Ray Data's 128 MiB target
+# whatever N is, instead of N / CPUs rows per task.
+ROWS_PER_PARTITION = 250_000
+
+
+def default_partitions(rows: int, cpus: int) -> int:
+    """Hash partitions of the assembly: one per CPU, more as the corpus grows."""
+    return max(cpus, -(-rows // ROWS_PER_PARTITION))
+
+
 def run_aggregate_job(config: LabelmillConfig) -> AggregateJobSummary:
     """Aggregate the teachers' votes into one soft label set per corpus document."""
     cfg = config.aggregate
@@ -409,7 +420,8 @@ def run_aggregate_job(config: LabelmillConfig) -> AggregateJobSummary:
         rows_in = read_corpus(corpus_without_gold_column(config.corpus), cpus).count()
         if rows_in == 0:
             raise InputError(f"corpus {config.corpus.uri!r} has no documents")
-        partitions = cfg.num_partitions or max(1, int(ray.cluster_resources().get("CPU", 1)))
+        cluster_cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
+        partitions = cfg.num_partitions or default_partitions(rows_in, cluster_cpus)
         ds = assemble_votes(config, teachers, vote_files, taxonomy.version, partitions)
         ds = ds.materialize()
         if ds.count() != rows_in:

@@ -115,3 +115,13 @@ def test_assemble_block_without_docs_or_rows() -> None:
     votes = vote_rows(_votes([{"id": "ghost", "labels": ["a"]}]), 0, NAMES, "v")
     assert assemble_block(votes, 1).num_rows == 0
     assert assemble_block(votes.slice(0, 0), 1).num_rows == 0
+
+
+def test_default_partitions_grow_with_the_corpus() -> None:
+    from labelmill.pipelines.aggregate import ROWS_PER_PARTITION, default_partitions
+
+    assert ROWS_PER_PARTITION == 250_000
+    assert default_partitions(10, 2) == 2  # one per CPU for a small corpus
+    assert default_partitions(1_000_000, 2) == 4
+    assert default_partitions(1_000_001, 2) == 5
+    assert default_partitions(1_000_000, 8) == 8
