@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from labelmill._validation import check_probs, check_votes
 from labelmill.taxonomy import multi_hot
@@ -64,6 +65,72 @@ def vote_vector(
     if labels is None:
         raise ValueError("a vote without error needs probs or labels, got neither")
     return multi_hot([labels], index, what="vote label")[0][0]
+
+
+def _list_rows(column: Any) -> pa.ListArray | pa.LargeListArray:
+    arr = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    if not isinstance(arr, pa.ListArray | pa.LargeListArray):
+        raise ValueError(f"expected a list column, got {arr.type}")
+    return arr
+
+
+def vote_matrix(labels: Any, probs: Any, error: Any, names: Sequence[str]) -> np.ndarray:
+    """Vote records, column-wise -> their (K,) vectors, as :func:`vote_vector` reads one record,
+    except that a record it would reject (a label outside the taxonomy or a null label, probs of
+    the wrong length or outside [0, 1], neither probs nor labels) is an abstention here.
+
+    labels: (N,) list<string>, probs: (N,) list<double>, error: (N,) string -> (N, K) float64,
+    NaN = no information (an all-NaN row is an abstention). Vectorized over Arrow buffers.
+    """
+    index = label_index(names)
+    n_labels = len(index)
+    label_rows, prob_rows = _list_rows(labels), _list_rows(probs)
+    err = error.combine_chunks() if isinstance(error, pa.ChunkedArray) else error
+    n_rows = len(label_rows)
+    if not len(prob_rows) == len(err) == n_rows:
+        raise ValueError(
+            f"labels, probs and error must have one entry per record, got {n_rows}, "
+            f"{len(prob_rows)}, {len(err)}"
+        )
+    out = np.full((n_rows, n_labels), np.nan)
+    answered = ~err.is_valid().to_numpy(zero_copy_only=False)
+    has_probs = prob_rows.is_valid().to_numpy(zero_copy_only=False)
+    # probability votes: K entries each, in [0, 1] or null (NaN)
+    length = prob_rows.value_lengths().fill_null(0).to_numpy(zero_copy_only=False)
+    rows = np.flatnonzero(answered & has_probs & (length == n_labels))
+    if rows.size:
+        values = prob_rows.take(pa.array(rows)).flatten().cast(pa.float64()).fill_null(np.nan)
+        vec = np.asarray(values.to_numpy(zero_copy_only=False), np.float64).reshape(-1, n_labels)
+        bad = ((vec < 0.0) | (vec > 1.0)).any(axis=1)  # NaN compares False: kept as NaN
+        out[rows[~bad]] = vec[~bad]
+    # label-set votes: multi-hot; one unknown or null name makes the record unreadable
+    rows = np.flatnonzero(answered & ~has_probs & label_rows.is_valid().to_numpy(False))
+    if rows.size:
+        picked = label_rows.take(pa.array(rows))
+        flat = picked.flatten()
+        position = pc.index_in(flat, value_set=pa.array(list(index), flat.type))
+        parent = pc.list_parent_indices(picked).to_numpy(zero_copy_only=False)
+        known = position.is_valid().to_numpy(zero_copy_only=False)
+        readable = np.ones(rows.size, dtype=bool)
+        readable[parent[~known]] = False
+        hot = np.zeros((rows.size, n_labels))
+        hot[parent[known], position.drop_null().to_numpy(zero_copy_only=False)] = 1.0
+        out[rows[readable]] = hot[readable]
+    return out
+
+
+def matrix_to_cells(matrix: np.ndarray) -> pa.ListArray:
+    """(N, K) vote vectors -> ``teacher_probs`` entries, as :func:`vector_to_cell` per row: a
+    null cell for an all-NaN row (abstention), null values for NaN entries."""
+    mat = np.asarray(matrix, dtype=np.float64)
+    if mat.ndim != 2:
+        raise ValueError(f"matrix must have shape (N, K), got {mat.shape}")
+    n_rows, n_labels = mat.shape
+    flat = mat.reshape(-1)
+    values = pa.array(flat, pa.float64(), mask=np.isnan(flat))
+    offsets = pa.array(np.arange(n_rows + 1, dtype=np.int32) * n_labels, pa.int32())
+    abstained = np.isnan(mat).all(axis=1)
+    return pa.ListArray.from_arrays(offsets, values, mask=pa.array(abstained))
 
 
 def vector_to_cell(vec: np.ndarray | None) -> list[float | None] | None:

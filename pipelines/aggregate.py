@@ -2,9 +2,11 @@
 
 Steps: assemble one row per corpus document with every teacher's vote
 (:mod:`labelmill.pipelines.assemble`,
-a distributed group by id, materialized once); fit the method with map/reduce passes over it
-(Dawid-Skene EM: per-batch sufficient statistics summed on the driver, then the M-step; weighted
-vote: per-teacher confusion counts against the gold seed or the majority); then one pass that
+a distributed group by id, materialized once); decode each block once into numeric vote arrays
+kept in the object store (:mod:`labelmill.pipelines.vote_shards`) and fit the method with
+map/reduce passes over them, one task per shard (Dawid-Skene EM: per-shard sufficient
+statistics summed on the driver, then the M-step; weighted vote: per-teacher confusion counts
+against the gold seed or the majority); then one pass over the assembled rows that
 computes every row's probabilities and writes the Parquet parts. Documents no teacher voted on
 are kept, with ``error = "no teacher voted"`` and null probs. The reliability table is the
 Dawid-Skene rates for ``dawid_skene``; for ``majority`` and ``weighted`` it is Laplace-smoothed
@@ -39,6 +41,7 @@ from labelmill.pipelines.corpus import read_corpus
 from labelmill.pipelines.gold import corpus_without_gold_column
 from labelmill.pipelines.parts import list_parts, write_part
 from labelmill.pipelines.runtime import ray_session
+from labelmill.pipelines.vote_shards import VoteShards
 from labelmill.pipelines.votes_io import votes_dir
 
 from labelmill.aggregation import (
@@ -58,6 +61,7 @@ from labelmill.aggregation import (
 )
 from labelmill.config import LabelmillConfig, has_gold
 from labelmill.errors import ConfigError, InputError, JobError
+from labelmill.jsonio import write_json
 from labelmill.layout import aggregate_file_uri, aggregate_labels_uri
 from labelmill.taxonomy import Taxonomy
 from labelmill.vote_matrix import confusion_counts, hard_reference, smoothed_rates
@@ -160,45 +164,40 @@ def _one_row(value: Any) -> pa.Table:
     return pa.table({"blob": [pickle.dumps(value)]})
 
 
-def ds_stats_batch(batch: pa.Table, spec: BatchSpec, params: DSParams | None) -> pa.Table:
-    """Map UDF of one EM iteration: the batch's pickled Dawid-Skene ``SuffStats``."""
-    votes, gold, mask = batch_arrays(batch, spec)
-    return _one_row(dawid_skene_shard_stats(votes, params, gold, mask, spec.soft_votes))
+def ds_stats_shard(
+    votes: np.ndarray, gold: Any, mask: Any, spec: BatchSpec, params: DSParams | None
+) -> Any:
+    """One EM iteration on one shard: its Dawid-Skene ``SuffStats``."""
+    return dawid_skene_shard_stats(votes, params, gold, mask, spec.soft_votes)
 
 
-def ds_seed_stats_batch(batch: pa.Table, spec: BatchSpec) -> pa.Table:
-    """Map UDF of the `rates` anchor: pickled statistics of the batch's gold seed rows."""
-    votes, gold, mask = batch_arrays(batch, spec)
-    return _one_row(dawid_skene_seed_stats(votes, gold, mask, spec.soft_votes))
+def ds_seed_stats_shard(votes: np.ndarray, gold: Any, mask: Any, spec: BatchSpec) -> Any:
+    """The `rates` anchor on one shard: statistics of its gold seed rows."""
+    return dawid_skene_seed_stats(votes, gold, mask, spec.soft_votes)
 
 
-def counts_batch(batch: pa.Table, spec: BatchSpec, reference: str, threshold: float) -> pa.Table:
-    """Map UDF: pickled (4, T, K) confusion counts vs the gold seed or the majority labels."""
-    votes, gold, mask = batch_arrays(batch, spec)
+def counts_shard(
+    votes: np.ndarray, gold: Any, mask: Any, reference: str, threshold: float
+) -> np.ndarray:
+    """(4, T, K) confusion counts of one shard vs the gold seed or the majority labels."""
     if reference == "gold_seed":
         ref = np.where(mask[:, None], gold, np.nan)
     else:
         ref = hard_reference(majority_vote(votes), threshold)
-    return _one_row(confusion_counts(votes, ref))
+    return confusion_counts(votes, ref)
 
 
-def _reduce(ds: Any, fn: Any, cpus: float, **kwargs: Any) -> Any:
-    """Map ``fn`` over every batch and sum the unpickled results on the driver."""
-    blobs = ds.map_batches(fn, batch_format="pyarrow", fn_kwargs=kwargs, num_cpus=cpus)
-    return sum(pickle.loads(row["blob"]) for row in blobs.take_all())
-
-
-def fit_dawid_skene(ds: Any, spec: BatchSpec, config: LabelmillConfig) -> EMFit:
+def fit_dawid_skene(shards: VoteShards, spec: BatchSpec, config: LabelmillConfig) -> EMFit:
     """Distributed Dawid-Skene: :func:`labelmill.aggregation.fit_em` over statistics summed
-    from every batch (the seed rows' alone for the `rates` anchor)."""
-    cfg, cpus = config.aggregate, config.ray.light_stage_cpus
+    from every shard (the seed rows' alone for the `rates` anchor)."""
+    cfg = config.aggregate
     anchored = cfg.gold_anchor == "rates" and spec.use_gold
 
     def seed_stats() -> Any:
-        return _reduce(ds, ds_seed_stats_batch, cpus, spec=spec)
+        return shards.reduce(ds_seed_stats_shard, spec=spec)
 
     return fit_em(
-        lambda params: _reduce(ds, ds_stats_batch, cpus, spec=spec, params=params),
+        lambda params: shards.reduce(ds_stats_shard, spec=spec, params=params),
         max_iter=cfg.max_iter,
         tol=cfg.tol,
         smoothing=cfg.smoothing,
@@ -207,15 +206,17 @@ def fit_dawid_skene(ds: Any, spec: BatchSpec, config: LabelmillConfig) -> EMFit:
     )
 
 
-def teacher_counts(ds: Any, spec: BatchSpec, config: LabelmillConfig) -> tuple[np.ndarray, str]:
+def teacher_counts(
+    shards: VoteShards, spec: BatchSpec, config: LabelmillConfig
+) -> tuple[np.ndarray, str]:
     """Confusion counts vs the gold seed (when anchoring and there are seed rows), else vs the
     majority's hard labels (at ``aggregate.threshold``, 0.5 when unset); and which reference."""
-    threshold, cpus = config.aggregate.threshold or 0.5, config.ray.light_stage_cpus
+    threshold = config.aggregate.threshold or 0.5
     if spec.use_gold:
-        counts = _reduce(ds, counts_batch, cpus, spec=spec, reference="gold_seed", threshold=0.5)
+        counts = shards.reduce(counts_shard, reference="gold_seed", threshold=0.5)
         if counts.sum() > 0:
             return counts, "gold_seed"
-    counts = _reduce(ds, counts_batch, cpus, spec=spec, reference="majority", threshold=threshold)
+    counts = shards.reduce(counts_shard, reference="majority", threshold=threshold)
     return counts, "majority"
 
 
@@ -256,16 +257,17 @@ def _probs(
     return dawid_skene_e_step(votes, fitted.params, gold, mask, spec.soft_votes, clamp)
 
 
-def threshold_stats_batch(batch: pa.Table, spec: BatchSpec, fitted: FittedMethod) -> pa.Table:
-    """Map UDF: pickled threshold statistics of the aggregate's probabilities (seed = gold).
+def threshold_stats_shard(
+    votes: np.ndarray, gold: Any, mask: Any, spec: BatchSpec, fitted: FittedMethod
+) -> Any:
+    """Threshold statistics of one shard's aggregate probabilities (seed = gold).
 
     The probabilities are the unclamped posteriors: a seed row's gold must not decide its
     own threshold statistics."""
-    votes, gold, mask = batch_arrays(batch, spec)
     probs, _ = _probs(votes, None, None, spec, fitted)
     if gold is None:
-        return _one_row(threshold_stats(probs))
-    return _one_row(threshold_stats(probs, gold, mask))
+        return threshold_stats(probs)
+    return threshold_stats(probs, gold, mask)
 
 
 def finalize_batch(batch: pa.Table, spec: BatchSpec, fitted: FittedMethod) -> pa.Table:
@@ -297,22 +299,22 @@ def finalize_batch(batch: pa.Table, spec: BatchSpec, fitted: FittedMethod) -> pa
 
 
 def fit_method(
-    ds: Any, spec: BatchSpec, config: LabelmillConfig, summary: AggregateJobSummary
+    shards: VoteShards, spec: BatchSpec, config: LabelmillConfig, summary: AggregateJobSummary
 ) -> tuple[FittedMethod, list[dict[str, Any]]]:
-    """Fit ``aggregate.method`` over the assembled dataset; its reliability records.
+    """Fit ``aggregate.method`` over the assembled votes' shards; its reliability records.
 
     Records the fit (iterations, sources) in ``summary``.
     """
     cfg = config.aggregate
     fitted = FittedMethod(cfg.method, summary.taxonomy_version, summary.labels_uri)
     if cfg.method == "dawid_skene":
-        fit = fit_dawid_skene(ds, spec, config)
+        fit = fit_dawid_skene(shards, spec, config)
         summary.reliability_source = "dawid_skene"
         summary.n_iter, summary.converged = fit.n_iter, fit.converged
         summary.log_likelihood = list(fit.log_likelihood)
         reliability = reliability_table(fit.params, spec.names, spec.teachers)
         return replace(fitted, params=fit.params), reliability
-    counts, summary.reliability_source = teacher_counts(ds, spec, config)
+    counts, summary.reliability_source = teacher_counts(shards, spec, config)
     accuracy, sensitivity, specificity = smoothed_rates(counts)
     reliability = [
         {
@@ -335,13 +337,12 @@ def fit_method(
 
 
 def choose_aggregate_thresholds(
-    ds: Any, spec: BatchSpec, config: LabelmillConfig, fitted: FittedMethod
+    shards: VoteShards, spec: BatchSpec, config: LabelmillConfig, fitted: FittedMethod
 ) -> tuple[ThresholdChoice, Any]:
     """Per-label thresholds of the aggregate (see :mod:`labelmill.aggregation.thresholds`):
     F1 on the gold seed where it has enough positives, else expected F1; a configured
     ``aggregate.threshold`` overrides both. Also returns the statistics (seed prevalence)."""
-    cpus = config.ray.light_stage_cpus
-    stats = _reduce(ds, threshold_stats_batch, cpus, spec=spec, fitted=fitted)
+    stats = shards.reduce(threshold_stats_shard, spec=spec, fitted=fitted)
     return choose_thresholds(stats, fixed=config.aggregate.threshold), stats
 
 
@@ -368,11 +369,15 @@ def tally(summary: AggregateJobSummary, parts: list[dict[str, Any]]) -> None:
         summary.log_likelihood.append(sum(p["log_likelihood"] for p in parts))
 
 
-def _write_json(uri: str, payload: str) -> None:
-    fs, path = fsspec.core.url_to_fs(uri)
-    fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
-    with fs.open(path, "w") as handle:
-        handle.write(payload)
+# Corpus rows per hash partition by default: an assembled row (id, text, votes, lineage) is a
+# few hundred bytes, so a partition stays a block of the order of Ray Data's 128 MiB target
+# whatever N is, instead of N / CPUs rows per task.
+ROWS_PER_PARTITION = 250_000
+
+
+def default_partitions(rows: int, cpus: int) -> int:
+    """Hash partitions of the assembly: one per CPU, more as the corpus grows."""
+    return max(cpus, -(-rows // ROWS_PER_PARTITION))
 
 
 def run_aggregate_job(config: LabelmillConfig) -> AggregateJobSummary:
@@ -409,13 +414,15 @@ def run_aggregate_job(config: LabelmillConfig) -> AggregateJobSummary:
         rows_in = read_corpus(corpus_without_gold_column(config.corpus), cpus).count()
         if rows_in == 0:
             raise InputError(f"corpus {config.corpus.uri!r} has no documents")
-        partitions = cfg.num_partitions or max(1, int(ray.cluster_resources().get("CPU", 1)))
+        cluster_cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
+        partitions = cfg.num_partitions or default_partitions(rows_in, cluster_cpus)
         ds = assemble_votes(config, teachers, vote_files, taxonomy.version, partitions)
         ds = ds.materialize()
         if ds.count() != rows_in:
             raise AggregateJobError(f"assembled {ds.count()} rows from {rows_in} corpus documents")
-        fitted, reliability = fit_method(ds, spec, config, summary)
-        choice, stats = choose_aggregate_thresholds(ds, spec, config, fitted)
+        shards = VoteShards(ds, spec, cpus)
+        fitted, reliability = fit_method(shards, spec, config, summary)
+        choice, stats = choose_aggregate_thresholds(shards, spec, config, fitted)
         fitted = replace(fitted, threshold=choice.thresholds)
         summary.thresholds = choice.to_record(taxonomy.names)
         seed_n = (stats.seed_pos + stats.seed_neg).sum(axis=1)
@@ -440,6 +447,6 @@ def run_aggregate_job(config: LabelmillConfig) -> AggregateJobSummary:
     for record in reliability:
         record["source"] = summary.reliability_source
     summary.created_at = datetime.now(UTC).isoformat()
-    _write_json(summary.reliability_uri, json.dumps(reliability, indent=2))
-    _write_json(summary.summary_uri, summary.to_json())
+    write_json(summary.reliability_uri, reliability)
+    write_json(summary.summary_uri, json.loads(summary.to_json()))
     return summary

@@ -1,9 +1,10 @@
 """Row assembly of the aggregation job: votes in, one row per corpus document, label rows out.
 
 The corpus rows, the gold rows and every teacher's vote rows are normalised to one common schema
-(:func:`assembly_schema`, a ``kind`` column telling them apart), unioned, and grouped by id with
-a hash shuffle: nothing is collected on the driver. Each group gives one row per corpus row of
-that id (:func:`assembled_schema`); votes for ids outside the corpus are dropped there.
+(:func:`assembly_schema`, a ``kind`` column telling them apart), unioned, and hash-partitioned by
+id: nothing is collected on the driver. Each block, holding every row of its ids, is assembled
+at once with Arrow / numpy (:func:`assemble_block`), one row per corpus row of an id
+(:func:`assembled_schema`); votes for ids outside the corpus are dropped there.
 
 Votes are read from ``<output_uri>/votes/<teacher>/part-*.parquet``. Only votes of the current
 taxonomy version are used; of several rows for the same (id, teacher) the latest ``created_at``
@@ -11,14 +12,12 @@ wins. Errored votes and unreadable ones (a label outside the taxonomy, probs of 
 are abstentions (see :mod:`labelmill.vote_matrix`).
 
 Output side: :func:`label_table` turns an assembled batch plus its probabilities into rows of
-:func:`aggregate_label_schema`, and :func:`write_label_part` writes them as one atomic part.
+:func:`aggregate_label_schema` (written as atomic parts by :mod:`labelmill.part_files`).
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
-import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -34,20 +33,16 @@ from labelmill.pipelines.votes_io import votes_dir
 
 from labelmill.aggregation import agreement, n_teachers
 from labelmill.config import LabelmillConfig
-from labelmill.records import votes_that_count
+from labelmill.records import OLDEST_US, counting_vote_rows
 from labelmill.taxonomy import multi_hot
-from labelmill.vote_matrix import (
-    label_index,
-    vector_to_cell,
-    vote_vector,
-    votes_from_teacher_probs,
-)
+from labelmill.vote_matrix import matrix_to_cells, vote_matrix, votes_from_teacher_probs
 
 DOC, GOLD, VOTE = 0, 1, 2
 # Vote modes that carry a probability per label (read through the score observation model);
 # "set" and the simulations' "simulated" are hard label sets.
 SCORE_MODES = ("score", "embedding")
 NO_VOTE_ERROR = "no teacher voted"
+LINEAGE_KEYS = ("teacher", "model", "mode", "prompt_hash")
 
 
 def assembly_schema() -> pa.Schema:
@@ -115,47 +110,44 @@ def gold_rows(batch: pa.Table) -> pa.Table:
     )
 
 
+def lineage_json(batch: pa.Table) -> pa.Array:
+    """Each vote row's lineage as JSON (teacher, model, mode, prompt_hash), computed once per
+    distinct combination rather than once per row. -> (N,) string"""
+    columns = [batch[key].cast(pa.string()).combine_chunks() for key in LINEAGE_KEYS]
+    if batch.num_rows == 0:
+        return pa.array([], pa.string())
+    joined = pc.binary_join_element_wise(
+        *columns, "\x1f", null_handling="replace", null_replacement="\x1e"
+    )
+    encoded = joined.dictionary_encode()
+    codes = encoded.indices.to_numpy(zero_copy_only=False)
+    first = np.full(len(encoded.dictionary), -1, dtype=np.int64)
+    first[codes[::-1]] = np.arange(len(codes))[::-1]  # one row of each combination
+    pairs = list(zip(LINEAGE_KEYS, columns, strict=True))
+    texts = [json.dumps({key: col[int(i)].as_py() for key, col in pairs}) for i in first]
+    return pa.array(texts, pa.string()).take(encoded.indices)
+
+
 def vote_rows(batch: pa.Table, teacher: int, names: Sequence[str], version: str) -> pa.Table:
     """Ray Data UDF: vote records of teacher number ``teacher`` -> assembly rows of kind VOTE.
 
     Rows of another taxonomy version are dropped; each kept row carries its (K,) vector (null
-    for an abstention, see :func:`labelmill.vote_matrix.vote_vector`) and its lineage as JSON.
+    for an abstention, see :func:`labelmill.vote_matrix.vote_matrix`) and its lineage as JSON.
     """
     batch = batch.filter(pc.equal(batch["taxonomy_version"], version))
-    index = label_index(names)
-    cells, lineage = [], []
-    for row in batch.select(
-        ["labels", "probs", "error", "teacher", "model", "mode", "prompt_hash"]
-    ).to_pylist():
-        try:
-            vec = vote_vector(row["labels"], row["probs"], row["error"], index)
-        except ValueError:  # unreadable vote: an abstention, like an errored one
-            vec = None
-        cells.append(vector_to_cell(vec))
-        lineage.append(
-            json.dumps({key: row[key] for key in ("teacher", "model", "mode", "prompt_hash")})
-        )
+    matrix = vote_matrix(batch["labels"], batch["probs"], batch["error"], names)
     n = batch.num_rows
     return _rows_table(
         {
             "id": batch["id"].cast(pa.string()),
-            "kind": pa.array([VOTE] * n, pa.int8()),
-            "teacher": pa.array([teacher] * n, pa.int32()),
-            "vote": pa.array(cells, pa.list_(pa.float64())),
-            "lineage": pa.array(lineage, pa.string()),
+            "kind": pa.array(np.full(n, VOTE, np.int8)),
+            "teacher": pa.array(np.full(n, teacher, np.int32)),
+            "vote": matrix_to_cells(matrix),
+            "lineage": lineage_json(batch),
             "created_at": batch["created_at"].cast(pa.timestamp("us", tz="UTC")),
         },
         n,
     )
-
-
-def list_vote_parts(output_uri: str, teacher: str) -> list[str]:
-    """Paths (in the filesystem of the votes URI) of one teacher's vote parts, sorted."""
-    fs, path = fsspec.core.url_to_fs(votes_dir(output_uri, teacher))
-    fs.invalidate_cache(path)  # parts are written by Ray workers: never a stale listing
-    if not fs.exists(path):
-        return []
-    return sorted(p for p in fs.find(path) if p.rsplit("/", 1)[-1].startswith("part-"))
 
 
 def _read_parts(batch: dict[str, Any], uri: str) -> Iterator[pa.Table]:
@@ -167,7 +159,8 @@ def _read_parts(batch: dict[str, Any], uri: str) -> Iterator[pa.Table]:
 
 def vote_mode(output_uri: str, part: str) -> str | None:
     """The ``mode`` of a teacher's votes, read from the first row of one part (a path as
-    :func:`list_vote_parts` gives it: on the run directory's file system, without a scheme)."""
+    :func:`labelmill.part_files.list_parts` gives it: on the run directory's file system,
+    without a scheme)."""
     fs, _ = fsspec.core.url_to_fs(output_uri)
     with fs.open(part, "rb") as handle:
         modes = pq.read_table(handle, columns=["mode"]).column("mode")
@@ -179,52 +172,104 @@ def read_teacher_votes(output_uri: str, teacher: str, files: list[str], cpus: fl
     import ray.data
 
     uri = votes_dir(output_uri, teacher)
-    fs, _ = fsspec.core.url_to_fs(uri)
-    if getattr(fs, "protocol", None) in ("memory", ("memory",)):  # workers cannot see it
-        tables = [t for t in _read_parts({"path": files}, uri)]
-        return ray.data.from_arrow(pa.concat_tables(tables, promote_options="default"))
     return ray.data.from_items([{"path": file} for file in files]).map_batches(
         _read_parts, batch_size=1, fn_kwargs={"uri": uri}, num_cpus=cpus
     )
 
 
-def assemble_group(group: pa.Table, n_teachers: int) -> pa.Table:
-    """map_groups UDF: all rows of one id -> one assembled row per corpus row of that id.
+def _first_row(keys: np.ndarray, rows: np.ndarray, n_keys: int) -> np.ndarray:
+    """Index of the first of ``rows`` for each key (-1 for none). keys: (R,) -> (n_keys,)"""
+    first = np.full(n_keys, -1, dtype=np.int64)
+    first[keys[::-1]] = rows[::-1]  # the last assignment (the first row) wins
+    return first
 
-    Gold comes from the first gold row; per teacher the vote that counts is kept
-    (:func:`labelmill.records.votes_that_count`). No corpus row: nothing (votes for unknown ids).
+
+def _take(column: Any, rows: np.ndarray) -> Any:
+    """column[rows] with null where rows is -1."""
+    return column.take(pa.array(rows, pa.int64(), mask=rows < 0))
+
+
+def _lineage_lists(lineage: Any, vote_of: np.ndarray) -> pa.Array:
+    """Per key, the JSON list of the counted votes' lineages in teacher order (as
+    ``json.dumps`` writes it), built once per distinct combination of lineages.
+
+    lineage: (V,) JSON strings, vote_of: (D, T) vote row or -1 -> (D,) string
     """
-    rows = group.to_pylist()
-    docs = [r for r in rows if r["kind"] == DOC]
-    if not docs:
+    codes = np.full(vote_of.shape, -1, dtype=np.int64)
+    present = vote_of >= 0
+    encoded = lineage.dictionary_encode()
+    codes[present] = encoded.indices.to_numpy(zero_copy_only=False)[vote_of[present]]
+    base = len(encoded.dictionary) + 1
+    if base ** codes.shape[1] < 2**62:  # one integer per key: a fast 1-D unique
+        packed = (codes + 1) @ (base ** np.arange(codes.shape[1], dtype=np.int64))
+        _, first, which = np.unique(packed, return_index=True, return_inverse=True)
+        combos = codes[first]
+    else:
+        combos, which = np.unique(codes, axis=0, return_inverse=True)
+    texts = encoded.dictionary.to_pylist()
+    lists = ["[" + ", ".join(texts[c] for c in combo if c >= 0) + "]" for combo in combos]
+    return pa.array(lists, pa.string()).take(pa.array(which.reshape(-1)))
+
+
+def assemble_block(block: pa.Table, n_teachers: int) -> pa.Table:
+    """map_batches UDF over whole blocks that hold every row of their ids (hash-partitioned by
+    id): assembly rows -> one assembled row per corpus row, vectorized over the block.
+
+    Gold comes from the first gold row of an id; per (id, teacher) the vote that counts is kept
+    (:func:`labelmill.records.counting_vote_rows`), an abstention if its vote is null. Ids
+    without a corpus row give nothing (votes for unknown ids); a duplicated corpus id gives one
+    row per corpus row, each with that id's votes.
+    """
+    if block.num_rows == 0:
         return assembled_schema().empty_table()
-    gold = next((r for r in rows if r["kind"] == GOLD), None)
-    votes = [r for r in rows if r["kind"] == VOTE]
-    counted = votes_that_count(
-        [v["teacher"] for v in votes],
-        [v["created_at"] for v in votes],
-        [v["lineage"] for v in votes],
+    encoded = block["id"].combine_chunks().dictionary_encode()
+    keys = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+    n_keys = len(encoded.dictionary)
+    kind = block["kind"].to_numpy()
+    is_doc, is_gold, is_vote = (pa.array(kind == k) for k in (DOC, GOLD, VOTE))
+    docs = block.select(["id", "text"]).filter(is_doc).combine_chunks()
+    golds = block.select(["gold", "gold_seed"]).filter(is_gold).combine_chunks()
+    votes = block.select(["teacher", "vote", "lineage", "created_at"]).filter(is_vote)
+    votes = votes.combine_chunks()
+    vote_keys = keys[kind == VOTE]
+    teacher = votes["teacher"].to_numpy().astype(np.int64)
+    lineage = votes["lineage"].chunk(0) if votes.num_rows else pa.array([], pa.string())
+    counted = counting_vote_rows(
+        vote_keys,
+        teacher,
+        votes["created_at"].cast(pa.int64()).fill_null(int(OLDEST_US)).to_numpy(),
+        lineage,
     )
-    latest = {teacher: votes[i] for teacher, i in counted.items()}
-    cells: list[list[float | None] | None] = [None] * n_teachers
-    lineage = []
-    for t in range(n_teachers):
-        row = latest.get(t)
-        if row is not None and row["vote"] is not None:
-            cells[t] = row["vote"]
-            lineage.append(json.loads(row["lineage"]))
-    n = len(docs)
-    return pa.table(
-        {
-            "id": [d["id"] for d in docs],
-            "text": [d["text"] for d in docs],
-            "gold": [None if gold is None else gold["gold"]] * n,
-            "gold_seed": [bool(gold is not None and gold["gold_seed"])] * n,
-            "teacher_probs": [cells] * n,
-            "lineage": [json.dumps(lineage)] * n,
-        },
-        schema=assembled_schema(),
-    )
+    counted = counted[votes["vote"].is_valid().to_numpy(zero_copy_only=False)[counted]]
+    vote_of = np.full((n_keys, n_teachers), -1, dtype=np.int64)  # (D, T) counted vote row
+    vote_of[vote_keys[counted], teacher[counted]] = counted
+    doc_keys = keys[kind == DOC]
+    cells = _take(votes["vote"].combine_chunks(), vote_of[doc_keys].reshape(-1))
+    offsets = pa.array(np.arange(docs.num_rows + 1, dtype=np.int32) * n_teachers, pa.int32())
+    gold_keys = keys[kind == GOLD]
+    gold_row = _first_row(gold_keys, np.arange(len(gold_keys)), n_keys)[doc_keys]
+    columns = {
+        "id": docs["id"],
+        "text": docs["text"],
+        "gold": _take(golds["gold"].combine_chunks(), gold_row),
+        "gold_seed": _take(golds["gold_seed"].combine_chunks(), gold_row).fill_null(False),
+        "teacher_probs": pa.ListArray.from_arrays(offsets, cells),
+        "lineage": _lineage_lists(lineage, vote_of).take(pa.array(doc_keys)),
+    }
+    schema = assembled_schema()
+    return pa.Table.from_arrays([columns[f.name] for f in schema], schema=schema)
+
+
+def colocate_ids(ds: Any, num_partitions: int) -> Any:
+    """Hash-partition ``ds`` by id so that every row of an id lies in one block (as Ray's own
+    ``groupby().map_groups`` does before its per-group calls); a sort under other shuffle
+    strategies. Read it with ``batch_size=None``: one batch per block."""
+    from ray.data.context import DataContext, ShuffleStrategy
+
+    hashed = (ShuffleStrategy.HASH_SHUFFLE, ShuffleStrategy.SHUFFLE_V2, ShuffleStrategy.GPU_SHUFFLE)
+    if DataContext.get_current().shuffle_strategy in hashed:
+        return ds.repartition(num_partitions, keys=["id"])
+    return ds.sort("id")
 
 
 def assemble_votes(
@@ -253,8 +298,9 @@ def assemble_votes(
             )
         )
     union = parts[0].union(*parts[1:]) if len(parts) > 1 else parts[0]
-    return union.groupby("id", num_partitions=num_partitions).map_groups(
-        assemble_group,
+    return colocate_ids(union, num_partitions).map_batches(
+        assemble_block,
+        batch_size=None,
         batch_format="pyarrow",
         fn_kwargs={"n_teachers": len(teachers)},
         num_cpus=cpus,
@@ -324,41 +370,39 @@ def label_table(
     voted = n_teachers(votes)
     none = voted == 0
     agree = agreement(votes)
-    hard = np.where(np.isnan(probs), False, probs >= threshold)
-    cells = [
-        None if none[n] else [None if np.isnan(p) else float(p) for p in probs[n]]
-        for n in range(n_docs)
-    ]
-    names = np.array(spec.names, dtype=object)
+    hard = np.where(np.isnan(probs), False, probs >= threshold) & ~none[:, None]
+    flat = np.asarray(probs, dtype=np.float64).reshape(-1)
+    n_labels = len(spec.names)
+    probs_offsets = pa.array(np.arange(n_docs + 1, dtype=np.int32) * n_labels, pa.int32())
+    label_offsets = np.zeros(n_docs + 1, dtype=np.int32)
+    np.cumsum(hard.sum(axis=1), out=label_offsets[1:])
+    which = np.nonzero(hard)[1]  # row-major: each row's labels in taxonomy order
+    n_teach = len(spec.teachers)
+    teacher_offsets = pa.array(np.arange(n_docs + 1, dtype=np.int32) * n_teach, pa.int32())
+    teacher_names = pa.array(np.tile(np.arange(n_teach), n_docs)).cast(pa.int64())
     columns = {
         "id": batch["id"],
         "text": batch["text"],
         "gold": batch["gold"],
         "gold_seed": batch["gold_seed"].fill_null(False),
-        "teachers": pa.array([list(spec.teachers)] * n_docs, pa.list_(pa.string())),
+        "teachers": pa.ListArray.from_arrays(
+            teacher_offsets, pa.array(spec.teachers, pa.string()).take(teacher_names)
+        ),
         "teacher_probs": batch["teacher_probs"],
-        "probs": pa.array(cells, pa.list_(pa.float64())),
-        "labels": pa.array(
-            [[] if none[n] else names[hard[n]].tolist() for n in range(n_docs)],
-            pa.list_(pa.string()),
+        "probs": pa.ListArray.from_arrays(
+            probs_offsets,
+            pa.array(flat, pa.float64(), mask=np.isnan(flat)),
+            mask=pa.array(none),
+        ),
+        "labels": pa.ListArray.from_arrays(
+            pa.array(label_offsets), pa.array(spec.names, pa.string()).take(pa.array(which))
         ),
         "agreement": pa.array(agree, pa.float64(), mask=np.isnan(agree)),
         "n_teachers": pa.array(voted, pa.int64()),
-        "method": pa.array([method] * n_docs, pa.string()),
-        "taxonomy_version": pa.array([version] * n_docs, pa.string()),
+        "method": pa.repeat(pa.scalar(method, pa.string()), n_docs),
+        "taxonomy_version": pa.repeat(pa.scalar(version, pa.string()), n_docs),
         "lineage": batch["lineage"],
-        "error": pa.array([NO_VOTE_ERROR if e else None for e in none], pa.string()),
+        "error": pa.array(np.full(n_docs, NO_VOTE_ERROR), pa.string(), mask=~none),
     }
     schema = aggregate_label_schema()
     return pa.Table.from_arrays([columns[f.name] for f in schema], schema=schema)
-
-
-def write_label_part(table: pa.Table, uri: str) -> None:
-    """Write one part atomically; its name is a digest of its ids, so a retry overwrites it."""
-    fs, path = fsspec.core.url_to_fs(uri)
-    fs.makedirs(path, exist_ok=True)
-    digest = hashlib.sha256("\n".join(sorted(table["id"].to_pylist())).encode()).hexdigest()[:24]
-    temporary = f"{path}/.tmp-{uuid.uuid4().hex}.parquet"
-    with fs.open(temporary, "wb") as handle:
-        pq.write_table(table, handle)
-    fs.mv(temporary, f"{path}/part-{digest}.parquet")

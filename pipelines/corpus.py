@@ -24,11 +24,6 @@ def _filesystem(uri: str) -> tuple[Any, str]:
     return fs, path
 
 
-def _is_process_local(fs: Any) -> bool:
-    # memory:// lives in the driver process; Ray workers cannot see it.
-    return getattr(fs, "protocol", None) in ("memory", ("memory",))
-
-
 def list_corpus_files(fs: Any, path: str) -> list[str]:
     """The data files of a corpus URI: the file itself, or every non-hidden file under it."""
     if fs.isfile(path):
@@ -66,8 +61,8 @@ def read_corpus(config: CorpusConfig, cpus: float = 1.0) -> Any:
     """Open the corpus as a Ray Dataset with columns id, text[, gold]; ``cpus`` per read task.
 
     Files are listed on the driver and read by Ray tasks (one file per task), each reserving
-    ``cpus``. A process-local filesystem (``memory://``) is read on the driver instead, since
-    Ray workers cannot see it.
+    ``cpus`` (a process-local ``memory://`` URI is refused at config load: workers cannot see
+    it).
     """
     import ray.data
 
@@ -76,16 +71,12 @@ def read_corpus(config: CorpusConfig, cpus: float = 1.0) -> Any:
         raise InputError(f"corpus uri {config.uri!r} does not exist")
     fmt = config.resolved_format
     files = list_corpus_files(fs, path)
-    if _is_process_local(fs):
-        tables = [t for file in files for t in read_corpus_file(fs, file, fmt)]
-        ds = ray.data.from_arrow(pa.concat_tables(tables, promote_options="default"))
-    else:
-        ds = ray.data.from_items([{"path": file} for file in files]).map_batches(
-            _read_files_batch,
-            batch_size=1,
-            fn_kwargs={"uri": config.uri, "fmt": fmt},
-            num_cpus=cpus,
-        )
+    ds = ray.data.from_items([{"path": file} for file in files]).map_batches(
+        _read_files_batch,
+        batch_size=1,
+        fn_kwargs={"uri": config.uri, "fmt": fmt},
+        num_cpus=cpus,
+    )
     columns = set(ds.schema().names)
     for field, column in (
         ("text_column", config.text_column),

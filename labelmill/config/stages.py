@@ -98,7 +98,7 @@ class AggregateConfig(StrictModel):
         default=None,
         ge=1,
         description="Hash partitions of the shuffle that groups votes by document id (null: the "
-        "number of CPUs of the Ray cluster).",
+        "number of CPUs of the Ray cluster, or one per 250,000 corpus documents if more).",
     )
 
 

@@ -230,3 +230,40 @@ def test_unknown_teacher_exits_2(
     path.write_text(yaml.safe_dump(tree))
     assert main(["aggregate", str(path), "--set", "aggregate.teachers=[alpha, nobody]"]) == 2
     assert "nobody" in capsys.readouterr().err
+
+
+def test_assembly_under_a_sort_shuffle(ray_local: Any, scenario: dict[str, Any]) -> None:
+    """Without a hash shuffle the assembly co-locates an id's rows by sorting: same rows."""
+    from ray.data.context import DataContext, ShuffleStrategy
+
+    config = scenario["config"]
+    majority = config.model_copy(
+        update={"aggregate": config.aggregate.model_copy(update={"method": "majority"})}
+    )
+    context = DataContext.get_current()
+    saved = context.shuffle_strategy
+    context.shuffle_strategy = ShuffleStrategy.SORT_SHUFFLE_PULL_BASED
+    try:
+        summary = run_aggregate_job(majority)
+    finally:
+        context.shuffle_strategy = saved
+    rows = _read_labels(config).to_pylist()
+    assert summary.n_docs == N_DOCS and [r["id"] for r in rows] == scenario["ids"]
+    got = np.array([[np.nan if v is None else v for v in r["probs"]] for r in rows[1:]])
+    np.testing.assert_allclose(got, majority_vote(scenario["votes"])[1:], atol=1e-12)
+
+
+def test_many_partitions_some_empty(ray_local: Any, scenario: dict[str, Any]) -> None:
+    """More hash partitions than ids: empty shards add nothing to the fit."""
+    config = scenario["config"]
+    spread = config.model_copy(
+        update={"aggregate": config.aggregate.model_copy(update={"num_partitions": 64})}
+    )
+    summary = run_aggregate_job(spread)
+    rows = _read_labels(config).to_pylist()
+    assert summary.n_docs == N_DOCS and [r["id"] for r in rows] == scenario["ids"]
+    model = DawidSkene(max_iter=MAX_ITER, tol=0.0).fit(
+        scenario["votes"], scenario["gold"], scenario["seed"]
+    )
+    probs = np.array([r["probs"] for r in rows[1:]], dtype=float)
+    np.testing.assert_allclose(probs, model.predict_proba(scenario["votes"])[1:], atol=1e-6)

@@ -12,8 +12,10 @@ from labelmill.vote_matrix import (
     confusion_counts,
     hard_reference,
     label_index,
+    matrix_to_cells,
     smoothed_rates,
     vector_to_cell,
+    vote_matrix,
     vote_vector,
     votes_from_teacher_probs,
 )
@@ -147,3 +149,55 @@ def test_param_change() -> None:
     other = DSParams(np.full((1, 1), 0.8), np.full((1, 1), 0.7), np.array([0.3]))
     with pytest.raises(ValueError, match=r"different shapes: \(2, 1\) vs \(1, 1\)"):
         param_change(old, other)
+
+
+def test_vote_matrix_reads_records_like_vote_vector() -> None:
+    labels = pa.array(
+        [["c", "a"], [], ["a"], ["zzz"], ["a", None], None, None, None, ["b"], None, ["a"]],
+        pa.list_(pa.string()),
+    )
+    probs = pa.array(
+        [None, None, [0.9, 0.1, 0.2], None, None, None, [0.25, None, 0.75], [0.1, 0.2],
+         None, [1.5, 0.2, None], None],
+        pa.list_(pa.float64()),
+    )  # fmt: skip
+    error = pa.array([None, None, "boom", None, None, None, None, None, None, None, None])
+    got = vote_matrix(labels, probs, error, ["a", "b", "c"])
+    expected = [
+        [1.0, 0.0, 1.0],  # labels -> multi-hot
+        [0.0, 0.0, 0.0],  # an empty label set: "no label applies"
+        [NAN] * 3,  # errored: abstention even with probs
+        [NAN] * 3,  # a label outside the taxonomy: unreadable
+        [NAN] * 3,  # a null label name: unreadable
+        [NAN] * 3,  # neither probs nor labels: unreadable
+        [0.25, NAN, 0.75],  # probs as is, a null entry NaN
+        [NAN] * 3,  # probs of the wrong length
+        [0.0, 1.0, 0.0],
+        [NAN] * 3,  # a prob outside [0, 1]
+        [1.0, 0.0, 0.0],
+    ]
+    np.testing.assert_array_equal(got, np.array(expected))
+    # chunked columns, sliced arrays and no rows
+    sliced = vote_matrix(
+        pa.chunked_array([labels.slice(6, 3)]),
+        probs.slice(6, 3),
+        error.slice(6, 3),
+        ["a", "b", "c"],
+    )
+    np.testing.assert_array_equal(sliced, np.array(expected[6:9]))
+    assert vote_matrix(labels[:0], probs[:0], error[:0], ["a"]).shape == (0, 1)
+    with pytest.raises(ValueError, match="one entry per record, got 11, 11, 2"):
+        vote_matrix(labels, probs, error[:2], ["a", "b", "c"])
+    with pytest.raises(ValueError, match="expected a list column, got string"):
+        vote_matrix(error, probs, error, ["a", "b", "c"])
+    with pytest.raises(ValueError, match="unique"):
+        vote_matrix(labels, probs, error, ["a", "a"])
+
+
+def test_matrix_to_cells_nulls_for_nan() -> None:
+    cells = matrix_to_cells(np.array([[1.0, NAN, 0.0], [NAN, NAN, NAN], [0.5, 0.5, 0.5]]))
+    assert cells.type == pa.list_(pa.float64())
+    assert cells.to_pylist() == [[1.0, None, 0.0], None, [0.5, 0.5, 0.5]]
+    assert matrix_to_cells(np.zeros((0, 2))).to_pylist() == []
+    with pytest.raises(ValueError, match=r"shape \(N, K\), got \(3,\)"):
+        matrix_to_cells(np.zeros(3))

@@ -6,10 +6,11 @@ import json
 import math
 from datetime import UTC, datetime
 
+import numpy as np
 import pytest
 
 from labelmill.config import LabelConfig, TaxonomyConfig, VllmTeacherConfig
-from labelmill.records import votes_that_count
+from labelmill.records import OLDEST_US, counting_vote_rows, to_micros, votes_that_count
 from labelmill.requests import TeacherPlan
 from labelmill.taxonomy import Taxonomy
 from labelmill.votes import score_vote, set_vote
@@ -123,3 +124,31 @@ def test_votes_that_count_latest_then_lineage() -> None:
     assert votes_that_count([], [], []) == {}
     with pytest.raises(ValueError, match="one entry per vote, got 2, 1, 2"):
         votes_that_count([0, 1], [t0], ["a", "b"])
+
+
+def test_counting_vote_rows_per_document_and_teacher() -> None:
+    oldest = int(OLDEST_US)
+    doc = [0, 0, 0, 1, 1, 1, 1, 2, 2]
+    teacher = [0, 0, 1, 0, 0, 1, 1, 0, 0]
+    created = [5, 7, 1, 3, 3, oldest, 0, 4, 4]
+    lineage = ["b", "a", "x", '{"p": "1"}', '{"p": "2"}', "z", "a", "same", "same"]
+    # doc 0 / t0: the later row 1; doc 1 / t0: same time, the greater lineage (row 4);
+    # doc 1 / t1: a missing time is the oldest (row 6); doc 2: exact ties keep the earlier row
+    assert counting_vote_rows(doc, teacher, created, lineage).tolist() == [1, 2, 4, 6, 7]
+    order = np.array([8, 4, 0, 6, 2, 7, 1, 5, 3])
+    picked = counting_vote_rows(
+        np.array(doc)[order], np.array(teacher)[order], np.array(created)[order],
+        np.array(lineage)[order],
+    )  # fmt: skip
+    assert sorted(order[picked].tolist()) == [1, 2, 4, 6, 8]  # row 8 now comes first
+    assert counting_vote_rows([], [], [], []).tolist() == []
+    with pytest.raises(ValueError, match="one entry per vote, got 2, 2, 1, 2"):
+        counting_vote_rows([0, 0], [0, 1], [1], ["a", "b"])
+    with pytest.raises(ValueError, match="must be 1-D"):
+        counting_vote_rows([[0]], [0], [1], ["a"])
+
+
+def test_to_micros() -> None:
+    assert to_micros(None) == int(OLDEST_US)
+    assert to_micros(datetime(1970, 1, 1, 0, 0, 1, 5, tzinfo=UTC)) == 1_000_005
+    assert to_micros(datetime(1970, 1, 1, 0, 0, 2)) == 2_000_000  # naive: UTC
