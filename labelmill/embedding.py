@@ -167,9 +167,7 @@ class ScoreCalibrator:
             )
         k = mean_arr.shape[0]
         scores, gold = _seed_arrays(seed_scores, seed_gold, k)
-        method = self.calibration
-        if method == "auto":
-            method = "platt" if scores.shape[0] > 0 else "prior"
+        method = resolve_calibration(self.calibration, scores.shape[0])
         if method == "platt" and scores.shape[0] == 0:
             raise ValueError("calibration 'platt' needs gold seed rows, got none")
         self.mean_ = mean_arr.astype(np.float64)

@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from labelmill.documents import is_usable_text
 from labelmill.jsonio import write_json
 
 RUNTIMES = ("torch-float32", "torch-int8", "onnx-float32", "onnx-int8")
@@ -182,7 +183,7 @@ def build_runtime(
     (length-sorted, ``batch_size`` per pass, this process's torch thread count).
     """
     out = Path(out_dir)
-    texts = [t for t in dev_texts if isinstance(t, str) and t.strip()]
+    texts = [t for t in dev_texts if is_usable_text(t)]
     if not texts:
         raise ValueError("dev_texts must hold at least one non-empty text, got none")
     unknown = [c for c in candidates if c not in RUNTIMES]
