@@ -284,14 +284,14 @@ def format_label_summary(summary: Any) -> str:
     width = max([16, *(len(t.teacher) + 1 for t in summary.teachers)])
     lines = [
         f"output: {summary.output_uri}  (taxonomy {summary.taxonomy_version})",
-        f"{'teacher':<{width}}{'mode':<10}{'rows in':>8}{'resumed':>9}{'labeled':>9}"
-        f"{'errors':>8}{'trunc':>7}{'tokens in':>11}{'tokens out':>11}{'docs/s':>8}{'cost':>9}",
+        f"{'teacher':<{width}}{'mode':<10}{'rows in':>11}{'resumed':>11}{'labeled':>11}"
+        f"{'errors':>8}{'trunc':>7}{'tokens in':>12}{'tokens out':>12}{'docs/s':>11}{'cost':>9}",
     ]
     for t in summary.teachers:
         lines.append(
-            f"{t.teacher:<{width}}{t.mode:<10}{t.rows_in:>8}{t.rows_resumed:>9}"
-            f"{t.rows_labeled:>9}{t.rows_with_errors:>8}{t.rows_truncated:>7}"
-            f"{t.prompt_tokens:>11}{t.output_tokens:>11}{t.docs_per_s:>8.2f}{t.cost:>9.4f}"
+            f"{t.teacher:<{width}}{t.mode:<10}{t.rows_in:>11}{t.rows_resumed:>11}"
+            f"{t.rows_labeled:>11}{t.rows_with_errors:>8}{t.rows_truncated:>7}"
+            f"{t.prompt_tokens:>12}{t.output_tokens:>12}{t.docs_per_s:>11.2f}{t.cost:>9.4f}"
         )
     lines.append("votes: " + ", ".join(t.output for t in summary.teachers))
     return "\n".join(lines)

@@ -154,3 +154,17 @@ def test_label_summary_table() -> None:
         "0.5000",
     ]  # fmt: skip
     assert lines[3] == "votes: out/demo/votes/minilm-zero-shot"
+
+
+def test_label_summary_keeps_large_figures_apart() -> None:
+    teacher = SimpleNamespace(
+        teacher="kw", mode="set", rows_in=10_000_000, rows_resumed=9_999_999, rows_labeled=1,
+        rows_with_errors=0, rows_truncated=0, prompt_tokens=99_999_999_999, output_tokens=0,
+        docs_per_s=88_467.99, cost=0.0, output="o/votes/kw",
+    )  # fmt: skip
+    text = format_label_summary(
+        SimpleNamespace(output_uri="o", taxonomy_version="v1", teachers=[teacher])
+    )
+    assert text.splitlines()[2].split() == [
+        "kw", "set", "10000000", "9999999", "1", "0", "0", "99999999999", "0", "88467.99", "0.0000",
+    ]  # fmt: skip
