@@ -229,17 +229,26 @@ def predictions_uri(config: LabelmillConfig, model_dir: str, r: int) -> str:
     return out
 
 
-def _sample_rows(batch: pa.Table, cutoff: int, names: list[str]) -> pa.Table:
-    """The batch's usable documents whose label-issue hash is <= cutoff: id, hash, labels."""
+def _sample_rows(batch: pa.Table, cutoff: int, names: list[str] | None) -> pa.Table:
+    """Ray Data UDF: the batch's rows whose label-issue hash is <= cutoff, with that hash.
+
+    On the labels (``names`` given): usable documents only, with their (B, K) labels ``y``;
+    on the embeddings (``names`` None): id, hash and embedding.
+    """
     ids = batch["id"].to_pylist()
-    usable = np.array([bool(t and t.strip()) for t in batch["text"].to_pylist()], dtype=bool)
-    keep = usable & (id_hashes(ids, "oof") <= np.uint64(cutoff))
-    labels = _label_matrix(batch, names)[keep]
+    hashes = id_hashes(ids, "oof")
+    keep = hashes <= np.uint64(cutoff)
+    columns: dict[str, Any] = {}
+    if names is not None:
+        keep &= np.array([bool(t and t.strip()) for t in batch["text"].to_pylist()], dtype=bool)
+        columns["y"] = pa.array(_label_matrix(batch, names)[keep].tolist(), pa.list_(pa.float64()))
+    else:
+        columns["embedding"] = batch["embedding"].filter(pa.array(keep))
     return pa.table(
         {
-            "id": pa.array([i for i, k in zip(ids, keep, strict=True) if k], type=pa.string()),
-            "hash": pa.array(id_hashes(ids, "oof")[keep], type=pa.uint64()),
-            "y": pa.array(labels.tolist(), type=pa.list_(pa.float64())),
+            "id": batch["id"].filter(pa.array(keep)),
+            "hash": pa.array(hashes[keep], type=pa.uint64()),
+            **columns,
         }
     )
 
@@ -250,22 +259,31 @@ def fit_label_issue(
     """Fold models on an id-hash sample, and the issue thresholds of its out-of-fold probs.
 
     -> (sample cutoff, models, (t1, t0)), or None when the sample is smaller than the folds.
+    Both sides are filtered by the same hash on the cluster, so only about ``oof_sample`` rows
+    of each come back (the driver's one sized collection) and no shuffle is needed.
     """
     c = config.campaign
     _, fraction = sample_cutoff(np.zeros(0, np.uint64), view.n_docs, c.oof_sample)
     loose = 2**64 - 1 if fraction >= 1.0 else int(fraction * 2.0**64) - 1
-    sample = view.dataset(["id", "text", "labels"]).map_batches(
-        _sample_rows, fn_kwargs={"cutoff": loose, "names": view.names}, **view._light()
+    light = view._light()
+    labels = view.dataset(["id", "text", "labels"]).map_batches(
+        _sample_rows, fn_kwargs={"cutoff": loose, "names": view.names}, **light
     )
-    joined = sample.join(emb, join_type="inner", num_partitions=1, on=("id",))
-    rows = joined.take_all()  # about oof_sample rows: the driver's one sized collection
+    rows = labels.take_all()
     cutoff, _ = sample_cutoff(
         np.array([r["hash"] for r in rows], np.uint64), view.n_docs, c.oof_sample
     )
     rows = sorted((r for r in rows if r["hash"] <= cutoff), key=lambda r: r["id"])
+    vectors = {
+        r["id"]: r["embedding"]
+        for r in emb.map_batches(
+            _sample_rows, fn_kwargs={"cutoff": cutoff, "names": None}, **light
+        ).take_all()
+    }
+    rows = [r for r in rows if r["id"] in vectors]
     if len(rows) < c.oof_folds:
         return None
-    x = np.asarray([r["embedding"] for r in rows], dtype=np.float64)
+    x = np.asarray([vectors[r["id"]] for r in rows], dtype=np.float64)
     y = np.asarray([r["y"] for r in rows], dtype=np.float64)
     folds = hash_folds([r["id"] for r in rows], c.oof_folds)
     models = fit_fold_models(x, y, folds, c.oof_folds)
