@@ -36,6 +36,7 @@ from labelmill._validation import as_float_array, check_binary, check_probs, che
 
 __all__ = [
     "disagreement_scores",
+    "issue_thresholds",
     "label_issue_cells",
     "label_issue_scores",
     "margin_scores",
@@ -135,11 +136,19 @@ def disagreement_scores(teacher_probs: np.ndarray) -> np.ndarray:
 
 
 def _issue_inputs(
-    oof_probs: np.ndarray, labels: np.ndarray
+    oof_probs: np.ndarray,
+    labels: np.ndarray,
+    thresholds: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Validated (p, y, t1, t0): p, y (N, K); per-class thresholds t1, t0 (K,)."""
+    """Validated (p, y, t1, t0): p, y (N, K); per-class thresholds t1, t0 (K,) (given, or
+    from these rows)."""
     p = _check_finite_probs(oof_probs, "oof_probs").astype(np.float64)
     y = check_binary(labels, "labels", shape=p.shape).astype(bool)
+    if thresholds is not None:
+        t1, t0 = (np.asarray(t, dtype=np.float64) for t in thresholds)
+        if t1.shape != (p.shape[1],) or t0.shape != (p.shape[1],):
+            raise ValueError(f"thresholds must be two ({p.shape[1]},) arrays, got {t1.shape}")
+        return p, y, t1, t0
     n_pos, n_neg = y.sum(axis=0), (~y).sum(axis=0)
     sum_pos = np.where(y, p, 0.0).sum(axis=0)
     sum_neg = np.where(~y, 1.0 - p, 0.0).sum(axis=0)
@@ -148,10 +157,24 @@ def _issue_inputs(
     return p, y, t1, t0
 
 
-def label_issue_scores(oof_probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
+def issue_thresholds(oof_probs: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The per-class thresholds (t1, t0) of :func:`label_issue_scores`: (N, K), (N, K) -> 2x (K,).
+
+    Computed on a sample, they let :func:`label_issue_scores` score any other rows alike.
+    """
+    _, _, t1, t0 = _issue_inputs(oof_probs, labels)
+    return t1, t0
+
+
+def label_issue_scores(
+    oof_probs: np.ndarray,
+    labels: np.ndarray,
+    thresholds: tuple[np.ndarray, np.ndarray] | None = None,
+) -> np.ndarray:
     """Confident-learning self-confidence deficit, one-vs-rest per label.
 
-    oof_probs: (N, K) in [0, 1] out-of-fold, labels: (N, K) 0/1 -> (N,) in [0, 1]
+    oof_probs: (N, K) in [0, 1] out-of-fold, labels: (N, K) 0/1 -> (N,) in [0, 1];
+    ``thresholds``: (t1, t0) of :func:`issue_thresholds` (default: from these rows)
 
     Per class k the thresholds are the average self-confidence of each given side:
     ``t1_k = mean(p[:, k] | labels[:, k] == 1)`` and ``t0_k = mean(1 - p[:, k] | labels[:, k]
@@ -160,7 +183,7 @@ def label_issue_scores(oof_probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
     how far the model's confidence in the given label falls short of what that label usually
     gets. The document score is the max over labels, so one suspicious label ranks it high.
     """
-    p, y, t1, t0 = _issue_inputs(oof_probs, labels)
+    p, y, t1, t0 = _issue_inputs(oof_probs, labels, thresholds)
     conf = np.where(y, p, 1.0 - p)  # self-confidence in the given label
     thresh = np.where(y, t1, t0)  # (N, K) via broadcasting of (K,)
     deficit = np.maximum(thresh - conf, 0.0)

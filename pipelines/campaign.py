@@ -8,11 +8,13 @@ Round 0 is the state before any relabeling. Everything goes under ``<output_uri>
 ``round-<r>/`` (admitted documents, label summary, student, metrics), ``report.json`` and
 ``report.html`` (quality against spend).
 
-Selection (``campaign.strategy``): `targeted` ranks the candidates by
-:func:`labelmill.selection.priority_scores` of the student's uncertainty, the teachers'
-disagreement and a confident-learning label-issue score (out-of-fold logistic regression on
-sentence embeddings vs the aggregate labels), then picks greedily with a diversity penalty on
-cosine similarity; `random` is the baseline. Candidates: documents with text, not held-out gold
+Selection (``campaign.strategy``, :mod:`labelmill.pipelines.campaign_select`): `targeted`
+ranks the candidates by a weighted sum of the rank-normalized student uncertainty, teacher
+disagreement and a confident-learning label-issue score (fold logistic regressions on sentence
+embeddings vs the aggregate labels, fit on an id-hash sample), scored on the cluster, then picks
+greedily with a diversity penalty on cosine similarity among the best candidates; `random` is
+the baseline (a hash of each id). The driver holds only the picked documents, never the corpus.
+Candidates: documents with text, not held-out gold
 (the evaluation set) and not relabeled before. With a gold seed and the `rates` anchor, the
 first round first relabels the seed documents, so that the campaign teacher's rates can be
 estimated (they count against the budget like any other document).
@@ -32,7 +34,7 @@ from typing import Any
 
 import fsspec
 from labelmill.pipelines.campaign_labeler import Labeler, TeacherLabeler, vote_spend
-from labelmill.pipelines.campaign_select import CampaignInputs, load_inputs, rank_candidates
+from labelmill.pipelines.campaign_select import CampaignView, rank_candidates
 from labelmill.pipelines.runtime import ray_session
 
 from labelmill.campaign_budget import admit, open_by_teacher, recover, settle
@@ -100,8 +102,8 @@ def docs_per_round(config: LabelmillConfig, n_docs: int) -> int:
     return round_size(c.docs_per_round, c.fraction_per_round, n_docs)
 
 
-def _bulk_teachers(config: LabelmillConfig, inputs: CampaignInputs) -> list[str]:
-    return [t for t in inputs.teachers if t not in config.campaign.teachers]
+def _bulk_teachers(config: LabelmillConfig, view: CampaignView) -> list[str]:
+    return [t for t in view.teachers if t not in config.campaign.teachers]
 
 
 def _metrics(config: LabelmillConfig) -> dict[str, Any]:
@@ -167,18 +169,19 @@ def _settle(
     settle(ledger, labeler.teachers, ids, spend)
 
 
-def dry_run(config: LabelmillConfig, labeler: Labeler, inputs: CampaignInputs) -> dict[str, Any]:
-    """Estimated cost of the planned documents (:func:`labelmill.campaign_cost.dry_run_cost`)."""
+def dry_run(config: LabelmillConfig, labeler: Labeler, view: CampaignView) -> dict[str, Any]:
+    """Estimated cost of the planned documents (:func:`labelmill.campaign_cost.dry_run_cost`):
+    the candidates are counted on the cluster, only the price sample reaches the driver."""
     c = config.campaign
-    candidates = inputs.candidates(relabeled=set())
-    planned = min(len(candidates), c.rounds * docs_per_round(config, inputs.n_docs))
-    sample = candidates[: min(len(candidates), DRY_RUN_SAMPLE)]
-    estimates = labeler.estimate([inputs.ids[i] for i in sample], [inputs.texts[i] for i in sample])
+    candidates = view.count_candidates(relabeled=set())
+    planned = min(candidates, c.rounds * docs_per_round(config, view.n_docs))
+    ids, texts = view.first_candidates(set(), min(candidates, DRY_RUN_SAMPLE))
+    estimates = labeler.estimate(ids, texts)
     return {
         "rounds": c.rounds,
-        "candidates": len(candidates),
+        "candidates": candidates,
         "documents": planned,
-        **dry_run_cost(estimates, len(sample), planned),
+        **dry_run_cost(estimates, len(ids), planned),
         "max_tokens": c.budget.max_tokens,
         "max_cost": c.budget.max_cost,
     }
@@ -197,11 +200,11 @@ def run_campaign(
         html_uri=campaign_uri(config, "report.html"),
     )
     with ray_session(config.ray):
-        inputs = load_inputs(config, aggregate_labels_uri(config))
+        view = CampaignView(config, aggregate_labels_uri(config))
         if dry:
-            summary.dry_run = dry_run(config, labeler, inputs)
+            summary.dry_run = dry_run(config, labeler, view)
             return summary
-        bulk = _bulk_teachers(config, inputs)
+        bulk = _bulk_teachers(config, view)
         ledger = BudgetLedger(campaign_uri(config, "ledger"), make_budget(config))
         state = read_json(campaign_uri(config, "state.json")) or {"rounds": []}
         pending = state.get("pending")
@@ -218,34 +221,30 @@ def run_campaign(
             rounds.append(_record(0, c.strategy, 0, 0, ledger, metrics, None))
             write_json(campaign_uri(config, "state.json"), state)
         current = student_dir(config) if len(rounds) == 1 else rounds[-1]["student"]
-        relabeled = inputs.relabeled(config)
+        relabeled = view.relabeled()  # bounded by the budget
         stopped = rounds[-1].get("stopped")
         for r in range(len(rounds), c.rounds + 1):
             if stopped:
                 break
             started = time.perf_counter()
             round_config = _round_config(config, r, bulk + list(c.teachers))
-            inputs = load_inputs(config, aggregate_labels_uri(config))  # re-aggregated last round
+            view = CampaignView(config, aggregate_labels_uri(config))  # re-aggregated last round
             if pending and pending["round"] == r:  # resume the interrupted round as admitted
                 admitted, stopped = list(pending["ids"]), pending["stopped"]
             else:
-                k = docs_per_round(config, inputs.n_docs)
-                chosen = rank_candidates(config, inputs, relabeled, current, r, k)
+                k = docs_per_round(config, view.n_docs)
+                ids = rank_candidates(config, view, relabeled, current, r, k)
                 if r == 1:  # the seed first, within the round's count unless it is larger
-                    seeds = inputs.seed_first(relabeled)
-                    chosen = seeds + [i for i in chosen if i not in set(seeds)]
-                    chosen = chosen[: max(k, len(seeds))]
-                ids = [inputs.ids[i] for i in chosen]
-                positions, hit_cap = _admit(ledger, labeler, ids, [inputs.texts[i] for i in chosen])
+                    seeds = view.seed_first(relabeled)
+                    ids = seeds + [i for i in ids if i not in set(seeds)]
+                    ids = ids[: max(k, len(seeds))]
+                positions, hit_cap = _admit(ledger, labeler, ids, view.texts(ids))
                 admitted = [ids[p] for p in positions]
                 stopped = "budget" if hit_cap else None
                 state["pending"] = {"round": r, "ids": admitted, "stopped": stopped}
                 write_json(campaign_uri(config, "state.json"), state)
             if admitted:
-                text_of = dict(zip(inputs.ids, inputs.texts, strict=True))
-                labeler.label(
-                    admitted, [text_of[i] for i in admitted], campaign_uri(config, f"round-{r}")
-                )
+                labeler.label(admitted, view.texts(admitted), campaign_uri(config, f"round-{r}"))
                 _settle(ledger, config, labeler, admitted)
                 relabeled |= set(admitted)
             else:

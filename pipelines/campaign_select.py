@@ -1,23 +1,25 @@
-"""A campaign round's inputs and its ranking of the candidate documents.
+"""A campaign round's view of the aggregate and its distributed ranking of the candidates.
 
-The driver holds, per corpus document, the aggregate's teacher probabilities and labels, the
-current student's probabilities and a sentence embedding: O(N * (T*K + D)) floats (about 50 MB
-for 30,000 documents with a 384-d encoder). Student probabilities come from the batch predict
-job (actor pool) and embeddings from an encoder pass on Ray Data (computed once, cached under
-``campaign/embeddings/``); the scoring itself is :mod:`labelmill.selection`.
+Nothing per document is collected to the driver. The aggregate labels (``labelmill
+aggregate`` output) stay a Ray Dataset; the student's probabilities (batch predict job) and the
+sentence embeddings (an encoder pass, cached under ``campaign/embeddings/``) are joined to it
+by id on the cluster, and each batch is scored there (:mod:`labelmill.selection`). The driver
+holds only bounded state (:mod:`labelmill.selection_sketch`): the label-issue fold models, fit
+on an id-hash sample of at most ``campaign.oof_sample`` documents; one histogram per score
+component (the rank normalization's CDF); the best ``k * SELECT_OVERSAMPLE`` candidates by
+priority and their embeddings, on which :func:`labelmill.selection.select_diverse` runs.
+Driver memory is O(k + oof_sample + relabeled), not O(N).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
-import fsspec
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 from labelmill.pipelines.encoder import SentenceEncoder
-from labelmill.pipelines.parts import AtomicPartsDatasink, list_parts
+from labelmill.pipelines.parts import AtomicPartsDatasink, list_parts, read_parts_dataset
+from labelmill.pipelines.votes_io import join_partitions
 
 from labelmill.config import LabelmillConfig
 from labelmill.documents import is_usable_text
@@ -25,103 +27,159 @@ from labelmill.errors import InputError
 from labelmill.layout import campaign_path
 from labelmill.selection import (
     disagreement_scores,
+    issue_thresholds,
     label_issue_scores,
-    out_of_fold_probs,
-    priority_scores,
     select_diverse,
-    select_random,
     uncertainty_scores,
 )
+from labelmill.selection_sketch import (
+    SELECT_OVERSAMPLE,
+    FoldModels,
+    fit_fold_models,
+    fold_model_probs,
+    hash_folds,
+    id_hashes,
+    merge_top,
+    rank_histogram,
+    sample_cutoff,
+    sketch_priority,
+    top_rows,
+)
+
+LABEL_COLUMNS = ["id", "text", "teacher_probs", "labels", "gold", "gold_seed"]
+COMPONENTS = ("uncertainty", "disagreement", "label_issue")
 
 
-@dataclass
-class CampaignInputs:
-    """Per-document arrays of the current aggregate, in one fixed order (N documents)."""
+def candidate_mask(batch: pa.Table, relabeled: set[str]) -> np.ndarray:
+    """(B,) bool: a usable text, not held-out gold (the evaluation set), not relabeled before."""
+    ids = batch["id"].to_pylist()
+    texts = batch["text"].to_pylist()
+    gold = batch["gold"].to_pylist()
+    seed = batch["gold_seed"].to_pylist()
+    return np.array(
+        [
+            bool(t and t.strip()) and not (g is not None and not s) and i not in relabeled
+            for i, t, g, s in zip(ids, texts, gold, seed, strict=True)
+        ],
+        dtype=bool,
+    )
 
-    ids: list[str]
-    texts: list[str]
-    teachers: list[str]
-    teacher_probs: np.ndarray  # (N, T, K), NaN where a teacher abstained
-    labels: np.ndarray  # (N, K) 0/1 aggregate labels
-    gold_seed: np.ndarray  # (N,) bool
-    held_out: np.ndarray  # (N,) bool: gold documents outside the seed (the evaluation set)
-    valid: np.ndarray  # (N,) bool: a usable text
-    seed_first_enabled: bool
 
-    @property
-    def n_docs(self) -> int:
-        return len(self.ids)
+def _label_matrix(batch: pa.Table, names: list[str]) -> np.ndarray:
+    """(B, K) 0/1 aggregate labels of a batch."""
+    index = {name: k for k, name in enumerate(names)}
+    out = np.zeros((batch.num_rows, len(names)))
+    for i, row in enumerate(batch["labels"].to_pylist()):
+        for name in row or []:
+            out[i, index[name]] = 1.0
+    return out
 
-    def candidates(self, relabeled: set[str]) -> list[int]:
-        """Positions of documents a round may select."""
-        return [
-            i
-            for i in range(self.n_docs)
-            if self.valid[i] and not self.held_out[i] and self.ids[i] not in relabeled
-        ]
 
-    def is_seed(self, i: int) -> bool:
-        return bool(self.gold_seed[i])
+def _teacher_probs(batch: pa.Table, n_teachers: int, k: int) -> np.ndarray:
+    """(B, T, K) teacher probabilities, NaN where a teacher abstained."""
+    out = np.full((batch.num_rows, n_teachers, k), np.nan)
+    for i, row in enumerate(batch["teacher_probs"].to_pylist()):
+        for j, vote in enumerate(row or []):
+            if vote is not None:
+                out[i, j] = vote
+    return out
 
-    def seed_first(self, relabeled: set[str]) -> list[int]:
-        """Seed documents to relabel before anything else (the `rates` anchor needs them)."""
+
+def _vectors(column: pa.ChunkedArray, width: int, fill: float) -> np.ndarray:
+    """A list<float> column as (B, width); a null row becomes ``fill`` everywhere."""
+    rows = column.to_pylist()
+    return np.asarray([r if r is not None else [fill] * width for r in rows], dtype=np.float64)
+
+
+class CampaignView:
+    """The aggregate labels as a dataset plus the few scalars a campaign needs on the driver."""
+
+    def __init__(self, config: LabelmillConfig, labels_uri: str) -> None:
+        self.config = config
+        self.uri = labels_uri
+        if not list_parts(labels_uri):
+            raise InputError(f"no Parquet parts under {labels_uri!r}")
+        self.names = [label.name for label in config.taxonomy.labels]
+        self.n_docs = self.dataset(["id"]).count()  # Parquet metadata, no rows read
+        first = self.dataset(["teachers"]).filter(lambda row: bool(row["teachers"])).take(1)
+        self.teachers: list[str] = list(first[0]["teachers"]) if first else []
+        agg = config.aggregate
+        self.seed_first_enabled = (
+            agg.method == "dawid_skene"
+            and agg.gold_anchor == "rates"
+            and agg.use_gold_seed
+            and config.gold.seed_fraction > 0
+        )
+
+    def dataset(self, columns: list[str] | None = None) -> Any:
+        return read_parts_dataset(self.uri, columns)
+
+    def _light(self) -> dict[str, Any]:
+        return {"batch_format": "pyarrow", "num_cpus": self.config.ray.light_stage_cpus}
+
+    def count_candidates(self, relabeled: set[str]) -> int:
+        """Candidates, counted on the cluster."""
+        rows = self.dataset(LABEL_COLUMNS).map_batches(
+            _count_candidates, fn_kwargs={"relabeled": relabeled}, **self._light()
+        )
+        return int(sum(r["n"] for r in rows.take_all()))  # one row per batch
+
+    def first_candidates(self, relabeled: set[str], n: int) -> tuple[list[str], list[str]]:
+        """(ids, texts) of up to ``n`` candidates (the dry run's price sample)."""
+        rows = (
+            self.dataset(LABEL_COLUMNS)
+            .map_batches(_candidates, fn_kwargs={"relabeled": relabeled}, **self._light())
+            .take(n)
+        )
+        return [r["id"] for r in rows], [r["text"] for r in rows]
+
+    def texts(self, ids: list[str]) -> list[str]:
+        """Texts of the given (bounded) ids, in their order."""
+        wanted = set(ids)
+        rows = (
+            self.dataset(["id", "text"])
+            .map_batches(_rows_with_ids, fn_kwargs={"wanted": wanted}, **self._light())
+            .take_all()
+        )
+        text_of = {r["id"]: r["text"] or "" for r in rows}
+        return [text_of[i] for i in ids]
+
+    def seed_first(self, relabeled: set[str]) -> list[str]:
+        """Seed candidates to relabel before anything else (the `rates` anchor needs them)."""
         if not self.seed_first_enabled:
             return []
-        return [i for i in self.candidates(relabeled) if self.gold_seed[i]]
+        rows = (
+            self.dataset(LABEL_COLUMNS)
+            .map_batches(
+                _candidates, fn_kwargs={"relabeled": relabeled, "seed_only": True}, **self._light()
+            )
+            .take_all()
+        )
+        return sorted(r["id"] for r in rows)
 
-    def relabeled(self, config: LabelmillConfig) -> set[str]:
-        """Ids that already have a vote of a campaign teacher."""
+    def relabeled(self) -> set[str]:
+        """Ids that already have a vote of a campaign teacher (bounded by the budget)."""
         from labelmill.pipelines.votes_io import read_votes
 
         done: set[str] = set()
-        for teacher in config.campaign.teachers:
-            done |= set(read_votes(config.output_uri, teacher, ["id"])["id"].to_pylist())
+        for teacher in self.config.campaign.teachers:
+            done |= set(read_votes(self.config.output_uri, teacher, ["id"])["id"].to_pylist())
         return done
 
 
-def _read_dir(uri: str, columns: list[str] | None = None) -> pa.Table:
-    fs, _ = fsspec.core.url_to_fs(uri)
-    files = list_parts(uri)
-    if not files:
-        raise InputError(f"no Parquet parts under {uri!r}")
-    tables = []
-    for file in files:
-        with fs.open(file, "rb") as handle:
-            tables.append(pq.read_table(handle, columns=columns))
-    return pa.concat_tables(tables)
+def _count_candidates(batch: pa.Table, relabeled: set[str]) -> pa.Table:
+    return pa.table({"n": [int(candidate_mask(batch, relabeled).sum())]})
 
 
-def load_inputs(config: LabelmillConfig, labels_uri: str) -> CampaignInputs:
-    """The aggregate labels (``labelmill aggregate`` output) as arrays, sorted by id."""
-    names = [label.name for label in config.taxonomy.labels]
-    index = {name: k for k, name in enumerate(names)}
-    table = _read_dir(labels_uri).sort_by("id")
-    rows = table.to_pylist()
-    teachers = next((r["teachers"] for r in rows if r["teachers"]), [])
-    n, t, k = len(rows), len(teachers), len(names)
-    probs = np.full((n, t, k), np.nan)
-    labels = np.zeros((n, k))
-    for i, row in enumerate(rows):
-        for j, vote in enumerate(row["teacher_probs"] or []):
-            if vote is not None:
-                probs[i, j] = vote
-        for name in row["labels"] or []:
-            labels[i, index[name]] = 1.0
-    agg = config.aggregate
-    return CampaignInputs(
-        ids=[r["id"] for r in rows],
-        texts=[r["text"] or "" for r in rows],
-        teachers=list(teachers),
-        teacher_probs=probs,
-        labels=labels,
-        gold_seed=np.array([bool(r["gold_seed"]) for r in rows], dtype=bool),
-        held_out=np.array([r["gold"] is not None and not r["gold_seed"] for r in rows], dtype=bool),
-        valid=np.array([bool(r["text"] and r["text"].strip()) for r in rows], dtype=bool),
-        seed_first_enabled=agg.method == "dawid_skene"
-        and agg.gold_anchor == "rates"
-        and agg.use_gold_seed
-        and config.gold.seed_fraction > 0,
-    )
+def _candidates(batch: pa.Table, relabeled: set[str], seed_only: bool = False) -> pa.Table:
+    keep = candidate_mask(batch, relabeled)
+    if seed_only:
+        keep &= np.array([bool(s) for s in batch["gold_seed"].to_pylist()], dtype=bool)
+    return batch.select(["id", "text"]).filter(pa.array(keep))
+
+
+def _rows_with_ids(batch: pa.Table, wanted: set[str]) -> pa.Table:
+    return batch.filter(pa.array([i in wanted for i in batch["id"].to_pylist()], type=pa.bool_()))
 
 
 class EmbedTexts(SentenceEncoder):
@@ -136,18 +194,15 @@ class EmbedTexts(SentenceEncoder):
         )
 
 
-def embeddings(config: LabelmillConfig, inputs: CampaignInputs) -> np.ndarray:
-    """(N, D) embeddings in ``inputs`` order, computed once per campaign and cached."""
-    import ray
-
+def embeddings_uri(config: LabelmillConfig, view: CampaignView) -> str:
+    """The campaign's embeddings (id, embedding) on storage, computed once on the cluster."""
     from labelmill.models import resolve_model
 
     uri = campaign_path(config.output_uri, "embeddings")
     if not list_parts(uri):
         model = resolve_model(config.student.backbone)
-        docs = ray.data.from_arrow(pa.table({"id": inputs.ids, "text": inputs.texts}))
         gpu = config.predict.use_gpu  # the campaign's other encoder pass (predict) is there
-        docs.map_batches(
+        view.dataset(["id", "text"]).map_batches(
             EmbedTexts,
             fn_constructor_kwargs={
                 "model_path": model,
@@ -161,73 +216,208 @@ def embeddings(config: LabelmillConfig, inputs: CampaignInputs) -> np.ndarray:
             num_cpus=config.predict.cpus_per_replica,
             num_gpus=1 if gpu else 0,
         ).write_datasink(AtomicPartsDatasink(uri))
-    table = _read_dir(uri)
-    by_id = dict(zip(table["id"].to_pylist(), table["embedding"].to_pylist(), strict=True))
-    return np.asarray([by_id[i] for i in inputs.ids], dtype=np.float32)
+    return uri
 
 
-def student_probs(
-    config: LabelmillConfig, inputs: CampaignInputs, model_dir: str, r: int
-) -> np.ndarray:
-    """(N, K) probabilities of the student in ``model_dir`` (batch predict job); 0.5 if missing."""
+def predictions_uri(config: LabelmillConfig, model_dir: str, r: int) -> str:
+    """Probabilities of the student in ``model_dir`` for every document (batch predict job)."""
     from labelmill.pipelines.predict import run_predict_job
 
     out = campaign_path(config.output_uri, f"round-{r}", "selection-predictions")
     predict = config.predict.model_copy(update={"model_dir": model_dir, "output_uri": out})
     run_predict_job(config.model_copy(update={"predict": predict}))
-    table = _read_dir(out, ["id", "probs"])
-    by_id = dict(zip(table["id"].to_pylist(), table["probs"].to_pylist(), strict=True))
-    k = inputs.labels.shape[1]
-    return np.asarray(
-        [by_id.get(i) if by_id.get(i) is not None else [0.5] * k for i in inputs.ids],
-        dtype=np.float64,
+    return out
+
+
+def _sample_rows(batch: pa.Table, cutoff: int, names: list[str] | None) -> pa.Table:
+    """Ray Data UDF: the batch's rows whose label-issue hash is <= cutoff, with that hash.
+
+    On the labels (``names`` given): usable documents only, with their (B, K) labels ``y``;
+    on the embeddings (``names`` None): id, hash and embedding.
+    """
+    ids = batch["id"].to_pylist()
+    hashes = id_hashes(ids, "oof")
+    keep = hashes <= np.uint64(cutoff)
+    columns: dict[str, Any] = {}
+    if names is not None:
+        keep &= np.array([bool(t and t.strip()) for t in batch["text"].to_pylist()], dtype=bool)
+        columns["y"] = pa.array(_label_matrix(batch, names)[keep].tolist(), pa.list_(pa.float64()))
+    else:
+        columns["embedding"] = batch["embedding"].filter(pa.array(keep))
+    return pa.table(
+        {
+            "id": batch["id"].filter(pa.array(keep)),
+            "hash": pa.array(hashes[keep], type=pa.uint64()),
+            **columns,
+        }
     )
 
 
-def score_components(
-    config: LabelmillConfig, inputs: CampaignInputs, model_dir: str, r: int
-) -> dict[str, Any]:
-    """Uncertainty, disagreement and label-issue scores (N,) and the embeddings (N, D)."""
-    vectors = embeddings(config, inputs)
-    probs = student_probs(config, inputs, model_dir, r)
-    valid = np.flatnonzero(inputs.valid)
-    issue = np.zeros(inputs.n_docs)
-    if len(valid) >= config.campaign.oof_folds:
-        oof = out_of_fold_probs(
-            vectors[valid].astype(np.float64),
-            inputs.labels[valid],
-            n_folds=config.campaign.oof_folds,
-        )
-        issue[valid] = label_issue_scores(oof, inputs.labels[valid])
-    return {
-        "uncertainty": uncertainty_scores(probs),
-        "disagreement": disagreement_scores(inputs.teacher_probs),
-        "label_issue": issue,
-        "embeddings": vectors,
+def fit_label_issue(
+    config: LabelmillConfig, view: CampaignView, emb: Any
+) -> tuple[int, FoldModels, tuple[np.ndarray, np.ndarray]] | None:
+    """Fold models on an id-hash sample, and the issue thresholds of its out-of-fold probs.
+
+    -> (sample cutoff, models, (t1, t0)), or None when the sample is smaller than the folds.
+    Both sides are filtered by the same hash on the cluster, so only about ``oof_sample`` rows
+    of each come back (the driver's one sized collection) and no shuffle is needed.
+    """
+    c = config.campaign
+    _, fraction = sample_cutoff(np.zeros(0, np.uint64), view.n_docs, c.oof_sample)
+    loose = 2**64 - 1 if fraction >= 1.0 else int(fraction * 2.0**64) - 1
+    light = view._light()
+    labels = view.dataset(["id", "text", "labels"]).map_batches(
+        _sample_rows, fn_kwargs={"cutoff": loose, "names": view.names}, **light
+    )
+    rows = labels.take_all()
+    cutoff, _ = sample_cutoff(
+        np.array([r["hash"] for r in rows], np.uint64), view.n_docs, c.oof_sample
+    )
+    rows = sorted((r for r in rows if r["hash"] <= cutoff), key=lambda r: r["id"])
+    vectors = {
+        r["id"]: r["embedding"]
+        for r in emb.map_batches(
+            _sample_rows, fn_kwargs={"cutoff": cutoff, "names": None}, **light
+        ).take_all()
     }
+    rows = [r for r in rows if r["id"] in vectors]
+    if len(rows) < c.oof_folds:
+        return None
+    x = np.asarray([vectors[r["id"]] for r in rows], dtype=np.float64)
+    y = np.asarray([r["y"] for r in rows], dtype=np.float64)
+    folds = hash_folds([r["id"] for r in rows], c.oof_folds)
+    models = fit_fold_models(x, y, folds, c.oof_folds)
+    oof = fold_model_probs(models, x, folds)
+    return cutoff, models, issue_thresholds(oof, y)
+
+
+def _score_batch(
+    batch: pa.Table,
+    relabeled: set[str],
+    names: list[str],
+    n_teachers: int,
+    issue: tuple[int, FoldModels, tuple[np.ndarray, np.ndarray]] | None,
+    n_folds: int,
+) -> pa.Table:
+    """Ray Data UDF: a joined batch (labels + probs + embedding) -> id, the three components
+    and ``candidate``. A missing student probability counts as 0.5, a missing embedding as 0."""
+    k = len(names)
+    ids = batch["id"].to_pylist()
+    valid = np.array([bool(t and t.strip()) for t in batch["text"].to_pylist()], dtype=bool)
+    probs = _vectors(batch["probs"], k, 0.5)
+    label_issue = np.zeros(batch.num_rows)
+    if issue is not None and valid.any():
+        cutoff, models, thresholds = issue
+        x = _vectors(batch["embedding"], models.weights.shape[2], 0.0)[valid]
+        vids = [i for i, v in zip(ids, valid, strict=True) if v]
+        sampled = id_hashes(vids, "oof") <= np.uint64(cutoff)
+        folds = np.where(sampled, hash_folds(vids, n_folds), -1)
+        oof = fold_model_probs(models, x, folds)
+        label_issue[valid] = label_issue_scores(oof, _label_matrix(batch, names)[valid], thresholds)
+    return pa.table(
+        {
+            "id": batch["id"],
+            "uncertainty": uncertainty_scores(probs),
+            "disagreement": disagreement_scores(_teacher_probs(batch, n_teachers, k)),
+            "label_issue": label_issue,
+            "candidate": candidate_mask(batch, relabeled),
+        }
+    )
+
+
+def _histograms(batch: pa.Table) -> pa.Table:
+    """Ray Data UDF: one row of per-component histograms over the batch's candidates."""
+    keep = batch["candidate"].to_numpy(zero_copy_only=False)
+    row = {c: [rank_histogram(batch[c].to_numpy()[keep]).tolist()] for c in COMPONENTS}
+    return pa.table(row)
+
+
+def _batch_top(batch: pa.Table, histograms: np.ndarray, weights: Any, m: int) -> pa.Table:
+    """Ray Data UDF: the batch's best ``m`` candidates by sketch priority (id, priority)."""
+    keep = batch["candidate"].to_numpy(zero_copy_only=False)
+    ids = [i for i, k in zip(batch["id"].to_pylist(), keep, strict=True) if k]
+    parts = [batch[c].to_numpy()[keep] for c in COMPONENTS]
+    priority = sketch_priority(parts, histograms, weights)
+    best = top_rows(priority, ids, m)
+    return pa.table({"id": [ids[i] for i in best], "priority": priority[best]})
+
+
+def _random_top(batch: pa.Table, relabeled: set[str], salt: str, m: int) -> pa.Table:
+    """Ray Data UDF: the batch's ``m`` candidates with the smallest random key (hash of id)."""
+    keep = candidate_mask(batch, relabeled)
+    ids = [i for i, k in zip(batch["id"].to_pylist(), keep, strict=True) if k]
+    priority = 1.0 - id_hashes(ids, salt).astype(np.float64) / 2.0**64
+    best = top_rows(priority, ids, m)
+    return pa.table({"id": [ids[i] for i in best], "priority": priority[best]})
+
+
+def _merge_stream(rows: Any, m: int) -> tuple[np.ndarray, list[str]]:
+    """Fold a stream of per-batch winners into the best ``m`` (priorities, ids), best first;
+    the driver holds at most ``m`` + one batch of them."""
+    kept: tuple[np.ndarray, list[str]] = (np.zeros(0), [])
+    for batch in rows.iter_batches(batch_format="pyarrow", batch_size=4096):
+        kept = merge_top(kept, (batch["priority"].to_numpy(), batch["id"].to_pylist()), m)
+    return kept
 
 
 def rank_candidates(
     config: LabelmillConfig,
-    inputs: CampaignInputs,
+    view: CampaignView,
     relabeled: set[str],
     model_dir: str,
     r: int,
     k: int,
-) -> list[int]:
-    """The first ``k`` candidate positions in selection order (targeted or random)."""
+) -> list[str]:
+    """The first ``k`` candidate ids in selection order (targeted or random)."""
     c = config.campaign
-    candidates = np.asarray(inputs.candidates(relabeled), dtype=np.int64)
-    if len(candidates) == 0:
-        return []
+    light = view._light()
     if c.strategy == "random":
-        return candidates[select_random(len(candidates), k, c.seed + r)].tolist()
-    parts = score_components(config, inputs, model_dir, r)
-    priority = priority_scores(
-        parts["uncertainty"][candidates],
-        parts["disagreement"][candidates],
-        parts["label_issue"][candidates],
-        c.weights,
+        winners = view.dataset(LABEL_COLUMNS).map_batches(
+            _random_top,
+            fn_kwargs={"relabeled": relabeled, "salt": f"random:{c.seed + r}", "m": k},
+            **light,
+        )
+        return _merge_stream(winners, k)[1]
+    emb = read_parts_dataset(embeddings_uri(config, view))
+    preds = read_parts_dataset(predictions_uri(config, model_dir, r), ["id", "probs"])
+    issue = fit_label_issue(config, view, emb)
+    parts = join_partitions(view.n_docs)
+    joined = (
+        view.dataset(LABEL_COLUMNS)
+        .join(preds, join_type="left_outer", num_partitions=parts, on=("id",))
+        .join(emb, join_type="left_outer", num_partitions=parts, on=("id",))
     )
-    picks = select_diverse(priority, parts["embeddings"][candidates], k, c.diversity)
-    return candidates[picks].tolist()
+    scores = joined.map_batches(
+        _score_batch,
+        fn_kwargs={
+            "relabeled": relabeled,
+            "names": view.names,
+            "n_teachers": len(view.teachers),
+            "issue": issue,
+            "n_folds": c.oof_folds,
+        },
+        **light,
+    ).materialize()  # id + 3 floats per document, on the object store: read twice below
+    totals = np.zeros((len(COMPONENTS), 0))
+    for row in scores.map_batches(_histograms, **light).iter_rows():
+        h = np.asarray([row[name] for name in COMPONENTS], dtype=np.int64)
+        totals = h if totals.size == 0 else totals + h
+    if totals.size == 0 or totals[0].sum() == 0:
+        return []
+    m = k * SELECT_OVERSAMPLE
+    winners = scores.map_batches(
+        _batch_top, fn_kwargs={"histograms": totals, "weights": c.weights, "m": m}, **light
+    )
+    priority, pool = _merge_stream(winners, m)  # best first: select_diverse's ties go to ids
+    if not pool:
+        return []
+    vectors = {
+        r["id"]: r["embedding"]
+        for r in emb.map_batches(
+            _rows_with_ids, fn_kwargs={"wanted": set(pool)}, **light
+        ).take_all()
+    }
+    dim = len(next(iter(vectors.values()))) if vectors else 1
+    x = np.asarray([vectors.get(i, [0.0] * dim) for i in pool], dtype=np.float32)
+    picks = select_diverse(priority, x, k, c.diversity)
+    return [pool[i] for i in picks]

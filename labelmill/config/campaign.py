@@ -61,6 +61,12 @@ class CampaignConfig(StrictModel):
     oof_folds: int = Field(
         default=5, ge=2, description="Folds of the out-of-fold model behind label-issue scores."
     )
+    oof_sample: int = Field(
+        default=20_000,
+        ge=2,
+        description="Most documents (an id-hash sample) the label-issue fold models are fit on, "
+        "on the driver; every document is then scored by them on the cluster.",
+    )
     budget: BudgetConfig = Field(default_factory=BudgetConfig, description="The hard budget.")
     seed: int = Field(default=0, description="Seed of the random strategy.")
     retrain: bool = Field(

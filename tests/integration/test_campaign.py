@@ -19,12 +19,15 @@ import pytest
 from conftest import LABELS, job_config
 from labelmill.pipelines.campaign import make_budget, run_campaign
 from labelmill.pipelines.campaign_labeler import TeacherLabeler
+from labelmill.pipelines.campaign_select import CampaignView, rank_candidates
 from labelmill.pipelines.cli import main
 from labelmill.pipelines.votes_io import read_votes
 from openai_standin import StandinServer
 
 from labelmill.config import LabelmillConfig
+from labelmill.layout import aggregate_labels_uri
 from labelmill.ledger import Budget, BudgetLedger
+from labelmill.selection_sketch import id_hashes
 
 NAMES = [name for name, _ in LABELS]
 CUES = {
@@ -211,6 +214,17 @@ def test_kill_and_resume_never_pays_twice(
 
     run_label_job(config)  # no student: a random, no-retrain campaign does not need one
     run_aggregate_job(config)
+    # the random order is the hash of (seed, round, id) over the candidates, ranked on the cluster
+    view = CampaignView(config, aggregate_labels_uri(config))
+    rows = pq.read_table(aggregate_labels_uri(config)).to_pylist()
+    held_out = {r["id"] for r in rows if r["gold"] is not None and not r["gold_seed"]}
+    assert view.n_docs == len(rows) == 48 and 0 < len(held_out) < 16  # 16 gold, some the seed
+    candidates = sorted(r["id"] for r in rows if r["id"] not in held_out)
+    keys = dict(zip(candidates, id_hashes(candidates, "random:1").tolist(), strict=True))
+    expected = sorted(candidates, key=keys.__getitem__)
+    assert rank_candidates(config, view, set(), "", 1, 6) == expected[:6]
+    assert rank_candidates(config, view, set(expected[:2]), "", 1, 3) == expected[2:5]
+    assert view.count_candidates(set(expected[:2])) == len(candidates) - 2
     before = dict(standin.seen)
     with pytest.raises(RuntimeError, match="killed mid-round"):
         run_campaign(config, labeler=CrashAfterLabeling(TeacherLabeler(config)))
