@@ -238,7 +238,7 @@ def main() -> None:
     parser.add_argument(
         "--skip-aggregate",
         action="store_true",
-        help="label and resume only (the aggregate's per-document groupby is the slow stage)",
+        help="label and resume only (skip the aggregate stage)",
     )
     parser.add_argument("--workdir", default=str(REPO / "out" / "bench" / "scale"))
     parser.add_argument("--object-store-gb", type=float, default=2.5)
