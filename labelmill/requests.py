@@ -22,6 +22,7 @@ from labelmill.prompts import (
     label_set_schema,
 )
 from labelmill.taxonomy import Taxonomy
+from labelmill.tokens import estimate_tokens
 
 YES_WORDS = ("yes", "Yes", " yes", " Yes", "YES")
 NO_WORDS = ("no", "No", " no", " No", "NO")
@@ -79,7 +80,8 @@ def document_token_budget(plan: TeacherPlan, tokenizer: ChatTokenizer | None) ->
     """
     conversations = _conversations("", plan)
     if tokenizer is None:
-        overhead = max(len("".join(m["content"] for m in c)) for c in conversations) // 3 + 32
+        chars = max(len("".join(m["content"] for m in c)) for c in conversations)
+        overhead = estimate_tokens(chars) + 32
     else:
         overhead = max(
             len(tokenizer.encode(_render(c, tokenizer), add_special_tokens=False))

@@ -45,6 +45,7 @@ from labelmill.selection_sketch import (
     sketch_priority,
     top_rows,
 )
+from labelmill.taxonomy import multi_hot
 
 LABEL_COLUMNS = ["id", "text", "teacher_probs", "labels", "gold", "gold_seed"]
 COMPONENTS = ("uncertainty", "disagreement", "label_issue")
@@ -67,12 +68,7 @@ def candidate_mask(batch: pa.Table, relabeled: set[str]) -> np.ndarray:
 
 def _label_matrix(batch: pa.Table, names: list[str]) -> np.ndarray:
     """(B, K) 0/1 aggregate labels of a batch."""
-    index = {name: k for k, name in enumerate(names)}
-    out = np.zeros((batch.num_rows, len(names)))
-    for i, row in enumerate(batch["labels"].to_pylist()):
-        for name in row or []:
-            out[i, index[name]] = 1.0
-    return out
+    return multi_hot([row or [] for row in batch["labels"].to_pylist()], names)[0]
 
 
 def _teacher_probs(batch: pa.Table, n_teachers: int, k: int) -> np.ndarray:

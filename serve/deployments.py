@@ -14,7 +14,6 @@ The HTTP side (validation, auth, response, metrics) is ``serve/app.py``.
 from __future__ import annotations
 
 import asyncio
-import math
 import os
 from collections import deque
 from typing import Any
@@ -25,6 +24,7 @@ from ray.serve.metrics import Histogram
 
 from labelmill.errors import ConfigError
 from labelmill.serve_config import BatchingConfig, CascadeConfig
+from labelmill.tokens import estimate_tokens
 
 _BATCH_BOUNDARIES = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512]
 
@@ -209,7 +209,7 @@ class CascadeTeacher:
         )
         body = chat_request_body(self.teacher, self.taxonomy, messages)
         chars = sum(len(m["content"]) for m in messages)
-        estimate = math.ceil(chars / 3) + self.teacher.max_output_tokens
+        estimate = estimate_tokens(chars) + self.teacher.max_output_tokens
         if not self.bucket.reserve(estimate):
             return {"status": "budget", "labels": [], "error": None}
         used = estimate
