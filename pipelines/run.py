@@ -13,6 +13,7 @@ votes, the campaign replays its ledger).
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -20,7 +21,7 @@ from typing import Any
 import fsspec
 from labelmill.pipelines.runtime import as_job_error, ray_session
 
-from labelmill.config import LabelmillConfig, has_gold
+from labelmill.config import LabelmillConfig, LLMTeacherConfig, has_gold
 from labelmill.console import current, format_duration, format_label_summary
 from labelmill.console import stage as console_stage
 from labelmill.errors import LabelmillError, with_context
@@ -145,7 +146,7 @@ def finish_report(config: LabelmillConfig, timings: list[dict[str, Any]] | None)
     document = read_json(f"{eval_dir(config)}/metrics.json")
     if document is None:
         return None
-    prices = {t.name: (t.price_per_1k_input, t.price_per_1k_output) for t in config.teachers}
+    prices = teacher_prices(config.teachers)
     teachers = vote_lineage(config.output_uri, document["taxonomy"]["version"], prices)
     uri = f"{eval_dir(config)}/report.html"
     fs, path = fsspec.core.url_to_fs(uri)
@@ -165,3 +166,13 @@ def distill_with_progress(config: LabelmillConfig, run_distill_job: Any) -> Any:
 
     with training_progress("student"):
         return run_distill_job(config)
+
+
+def teacher_prices(teachers: Sequence[Any]) -> dict[str, tuple[float, float]]:
+    """(input, output) price per 1k tokens of each priced teacher (the LLM kinds); the others
+    (embedding, rules) have no price, so the report shows no cost for them."""
+    return {
+        t.name: (t.price_per_1k_input, t.price_per_1k_output)
+        for t in teachers
+        if isinstance(t, LLMTeacherConfig)
+    }

@@ -209,3 +209,15 @@ def test_ray_errors_become_job_errors() -> None:
     assert isinstance(as_job_error(wrapped, "label"), InputError)
     bug = ValueError("x")
     assert as_job_error(bug, "label") is bug
+
+
+def test_report_prices_only_priced_teachers() -> None:
+    from labelmill.pipelines.run import teacher_prices
+
+    from labelmill.config import load_config
+
+    config = load_config(REPO / "configs" / "demo.yaml")  # an embedding and a vllm teacher
+    kinds = {t.name: t.kind for t in config.teachers}
+    prices = teacher_prices(config.teachers)
+    assert set(prices) == {name for name, kind in kinds.items() if kind in ("vllm", "openai")}
+    assert "embedding" in kinds.values() and len(prices) < len(kinds)
