@@ -40,7 +40,7 @@ integration: install
 	$(PY) -m pytest tests/integration -q
 
 test: lint
-	$(PY) -m pytest tests -q
+	$(PY) -m pytest tests -q --durations=15
 
 bench: install
 	$(PY) bench/teacher_throughput.py

@@ -2,7 +2,9 @@
 nodes share no path for artifacts: the corpus and the run directory are on the S3 server named by
 AWS_ENDPOINT_URL, and each node has its own LABELMILL_HOME (so its own model cache).
 
-    python multinode_job.py WORKDIR TINY_ENCODER RUN_URI  -> prints one JSON line
+    python multinode_job.py WORKDIR TINY_ENCODER RUN_URI REPORT  -> writes the JSON report to REPORT
+
+(A file, not stdout: Ray forwards raylet and worker warnings to the driver's stdout at any time.)
 
 Phase 1, nodes H (head, 3 CPUs) and A (4 CPUs): the label job (embedding teacher on the tiny
 encoder; each replica asks for 2.5 CPUs, so two replicas cannot share a node: the work must
@@ -52,7 +54,7 @@ def cache_entries(home: Path) -> dict[str, dict]:
 
 def main() -> None:
     workdir, encoder = Path(sys.argv[1]), Path(sys.argv[2])
-    run_uri = sys.argv[3]
+    run_uri, report_path = sys.argv[3], Path(sys.argv[4])
     os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "1")
     import fsspec
     import ray
@@ -149,7 +151,7 @@ def main() -> None:
     votes = read_votes(config.output_uri, "tiny-embed", ["id"])["id"].to_pylist()
     fs, root = fsspec.core.url_to_fs(run_uri)
     predictions = pq.read_table(f"{root}/predictions", columns=["id"], filesystem=fs)
-    print(
+    report_path.write_text(
         json.dumps(
             {
                 "node_ids": node_ids,

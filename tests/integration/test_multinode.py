@@ -19,15 +19,23 @@ def test_label_distill_and_predict_across_nodes_through_s3(
     # Its own process: a ray.cluster_utils.Cluster cannot share a process with the session's
     # single-node Ray. It inherits AWS_ENDPOINT_URL and the credentials from the s3 fixture.
     run_uri = f"{s3_bucket}/multinode-run"
+    report_path = tmp_path / "report.json"
     result = subprocess.run(
-        [sys.executable, str(HERE / "multinode_job.py"), str(tmp_path), str(tiny_bert), run_uri],
+        [
+            sys.executable,
+            str(HERE / "multinode_job.py"),
+            str(tmp_path),
+            str(tiny_bert),
+            run_uri,
+            str(report_path),
+        ],
         capture_output=True,
         text=True,
         timeout=600,
         check=False,
     )
     assert result.returncode == 0, result.stderr[-4000:]
-    report = json.loads(result.stdout.strip().splitlines()[-1])
+    report = json.loads(report_path.read_text())
     nodes = report["node_ids"]
     assert set(report["label_nodes"]) == {nodes["H"], nodes["A"]}  # encoder replicas on both
     assert report["train_nodes"] == [nodes["A"]]  # the student was trained on A only
