@@ -84,7 +84,6 @@ class SimulatedStrongTeacher:
 
     def label(self, ids: list[str], texts: list[str], round_dir: str) -> None:
         from labelmill.pipelines.votes_io import write_vote_part
-
         from labelmill.records import vote_schema
         from labelmill.taxonomy import Taxonomy
 
@@ -120,13 +119,12 @@ class SimulatedStrongTeacher:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    from labelmill.config import RayConfig
     from labelmill.pipelines.aggregate import run_aggregate_job
     from labelmill.pipelines.campaign import run_campaign
     from labelmill.pipelines.distill import run_distill_job
     from labelmill.pipelines.evaluate import run_evaluate_job
     from labelmill.pipelines.runtime import ray_session
-
-    from labelmill.config import RayConfig
     from labelmill.taxonomy import Taxonomy
 
     out = Path(args.out).resolve()

@@ -75,8 +75,6 @@ def main() -> None:
     args = parser.parse_args()
 
     import pyarrow.parquet as pq
-    from labelmill.pipelines.label import run_label_job
-    from labelmill.pipelines.runtime import ray_session
 
     from labelmill.layout import is_gold_seed
     from labelmill.metrics import (
@@ -84,6 +82,8 @@ def main() -> None:
         precision_recall_f1,
         roc_auc_per_label,
     )
+    from labelmill.pipelines.label import run_label_job
+    from labelmill.pipelines.runtime import ray_session
 
     table = pq.read_table(CORPUS).slice(0, args.docs).to_pylist()
     runs = [("description", "prior"), ("name_and_description", "prior"), ("description", "platt")]

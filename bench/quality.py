@@ -227,10 +227,10 @@ def run_simulated(
     """Simulated votes -> majority and Dawid-Skene -> student (from DS) -> one table.
 
     -> micro-F1 of majority, dawid-skene and student (for the summary over seed splits)."""
-    from labelmill.pipelines.aggregate import run_aggregate_job
-    from labelmill.pipelines.evaluate import run_evaluate_job
     from simulate import default_scenario, simulate_votes, write_simulated_votes
 
+    from labelmill.pipelines.aggregate import run_aggregate_job
+    from labelmill.pipelines.evaluate import run_evaluate_job
     from labelmill.taxonomy import Taxonomy
 
     print("\n== simulated teachers (SIMULATION: votes drawn from configured rates) ==")
@@ -402,9 +402,8 @@ def main(argv: list[str] | None = None) -> None:
     """Run the requested sections and print their tables, then the reference line."""
     args = parse_args(argv)
     sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/simulate.py
-    from labelmill.pipelines.runtime import ray_session
-
     from labelmill.config import RayConfig
+    from labelmill.pipelines.runtime import ray_session
 
     out = Path(args.out).resolve()
     trees = Trees(args)

@@ -85,10 +85,9 @@ def build_tiny_student(target: Path, texts: list[str]) -> Path:
     """A tiny random BERT student (1 layer, hidden 32) over LABELS, WordPiece from ``texts``."""
     import re
 
-    import torch
-    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
-    from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
+    from transformers import AutoTokenizer
 
+    from labelmill.models import build_tiny_bert
     from labelmill.student.export import export_student
     from labelmill.student.model import build_student
     from labelmill.taxonomy import Taxonomy
@@ -100,36 +99,9 @@ def build_tiny_student(target: Path, texts: list[str]) -> Path:
     for text in texts:
         for word in re.findall(r"[a-z]+", text.lower()):
             words[word] = words.get(word, 0) + 1
-    special = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
     common = sorted(words, key=words.__getitem__, reverse=True)[:2000]
-    vocab = {tok: i for i, tok in enumerate(dict.fromkeys(special + common))}
-    wordpiece = Tokenizer(models.WordPiece(vocab=vocab, unk_token="[UNK]"))
-    wordpiece.normalizer = normalizers.BertNormalizer(lowercase=True)
-    wordpiece.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    wordpiece.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]",
-        special_tokens=[("[CLS]", vocab["[CLS]"]), ("[SEP]", vocab["[SEP]"])],
-    )
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=wordpiece,
-        unk_token="[UNK]",
-        pad_token="[PAD]",
-        cls_token="[CLS]",
-        sep_token="[SEP]",
-        mask_token="[MASK]",
-    )
-    torch.manual_seed(0)
-    config = BertConfig(
-        vocab_size=len(vocab),
-        hidden_size=32,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        intermediate_size=37,
-        max_position_embeddings=128,
-    )
-    backbone = target.parent / "tiny-bert"
-    BertModel(config).save_pretrained(str(backbone), safe_serialization=True)
-    tokenizer.save_pretrained(str(backbone))
+    backbone = build_tiny_bert(target.parent / "tiny-bert", common)
+    tokenizer = AutoTokenizer.from_pretrained(str(backbone))
     names = list(LABELS)
     model = build_student(str(backbone), len(names), dict(enumerate(names)))
     taxonomy = Taxonomy(tuple(names), tuple(n.split("::")[1] for n in names))
@@ -150,10 +122,10 @@ def build_tiny_student(target: Path, texts: list[str]) -> Path:
 def run_one(args: argparse.Namespace) -> None:
     """One size in this process (the measured driver); prints one JSON line of figures."""
     import ray
-    from labelmill.pipelines.aggregate import run_aggregate_job
-    from labelmill.pipelines.label import run_label_job
 
     from labelmill.config import parse_config
+    from labelmill.pipelines.aggregate import run_aggregate_job
+    from labelmill.pipelines.label import run_label_job
 
     student = Path(args.student) if args.student else None
     config = parse_config(job_tree(Path(args.corpus), Path(args.output), student))

@@ -295,10 +295,10 @@ def main(argv: list[str] | None = None) -> int:
         sizes = ", ".join(f"{b}: {r:.1f}" for b, r in rates.items())
         print(f"(a) in-process limit, {name}: {rate:.1f} texts/s at batch {best} ({sizes})")
 
-    from labelmill.serve.app import build_app
-    from labelmill.serve.local import start_endpoint
     from ray import serve
 
+    from labelmill.serve.app import build_app
+    from labelmill.serve.local import start_endpoint
     from labelmill.serve_config import parse_serve_config
 
     def config(runtime: str, cascade: dict[str, Any] | None = None) -> Any:

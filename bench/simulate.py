@@ -23,8 +23,8 @@ from typing import Any
 import fsspec
 import numpy as np
 import pyarrow as pa
-from labelmill.pipelines.votes_io import votes_dir, write_vote_part
 
+from labelmill.pipelines.votes_io import votes_dir, write_vote_part
 from labelmill.records import vote_schema
 
 SIM_PREFIX = "sim-"

@@ -76,10 +76,10 @@ def train_tiny(out: Path) -> str:
     args = quality.parse_args(
         ["--simulated", "--out", str(out), "--student-epochs", "1", "--student-max-length", "64"]
     )
-    from labelmill.pipelines.aggregate import run_aggregate_job
-    from labelmill.pipelines.distill import run_distill_job
     from simulate import default_scenario, simulate_votes, write_simulated_votes
 
+    from labelmill.pipelines.aggregate import run_aggregate_job
+    from labelmill.pipelines.distill import run_distill_job
     from labelmill.taxonomy import Taxonomy
 
     trees = quality.Trees(args)
@@ -170,10 +170,10 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     sys.path.insert(0, str(BENCH))  # bench/quality.py and bench/simulate.py
     import quality
-    from labelmill.pipelines.predict import run_predict_job
-    from labelmill.pipelines.runtime import ray_session
 
     from labelmill.config import RayConfig
+    from labelmill.pipelines.predict import run_predict_job
+    from labelmill.pipelines.runtime import ray_session
 
     out = Path(args.out).resolve()
     sets = [item for override in args.overrides for item in ("--set", override)]

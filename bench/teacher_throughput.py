@@ -31,12 +31,12 @@ CORPUS = REPO / "data" / "bench" / "debtags-500.parquet"
 def raw_vllm(config, n_docs: int) -> tuple[float, float, int]:
     """(end-to-end seconds, generation seconds, output tokens) of plain vLLM on the docs."""
     import pyarrow.parquet as pq
-    from labelmill.pipelines.teachers import vllm_engine_kwargs
     from transformers import AutoTokenizer
     from vllm import LLM, SamplingParams
     from vllm.sampling_params import StructuredOutputsParams
 
     from labelmill.models import resolve_model
+    from labelmill.pipelines.teachers import vllm_engine_kwargs
     from labelmill.prompts import build_set_messages, label_set_grammar
     from labelmill.requests import TeacherPlan, document_token_budget
     from labelmill.taxonomy import Taxonomy
@@ -73,9 +73,8 @@ def raw_vllm(config, n_docs: int) -> tuple[float, float, int]:
 
 def labelmill_run(config, n_docs: int, mode: str, output: str) -> tuple[float, object]:
     """(seconds, teacher stats) of `run_label_job` over the first n_docs in one mode."""
-    from labelmill.pipelines.label import run_label_job
-
     from labelmill.config import parse_config
+    from labelmill.pipelines.label import run_label_job
 
     tree = config.model_dump(mode="json")
     tree["corpus"] = {"uri": str(CORPUS), "limit": n_docs}

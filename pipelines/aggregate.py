@@ -27,22 +27,6 @@ from typing import Any
 import fsspec
 import numpy as np
 import pyarrow as pa
-from labelmill.pipelines.assemble import (
-    NO_VOTE_ERROR,
-    SCORE_MODES,
-    BatchSpec,
-    aggregate_label_schema,
-    assemble_votes,
-    batch_arrays,
-    label_table,
-    vote_mode,
-)
-from labelmill.pipelines.corpus import read_corpus
-from labelmill.pipelines.gold import corpus_without_gold_column
-from labelmill.pipelines.parts import list_parts, write_part
-from labelmill.pipelines.runtime import ray_session
-from labelmill.pipelines.vote_shards import VoteShards
-from labelmill.pipelines.votes_io import votes_dir
 
 from labelmill.aggregation import (
     DSParams,
@@ -63,6 +47,22 @@ from labelmill.config import LabelmillConfig, has_gold
 from labelmill.errors import ConfigError, InputError, JobError
 from labelmill.jsonio import write_json
 from labelmill.layout import aggregate_file_uri, aggregate_labels_uri
+from labelmill.pipelines.assemble import (
+    NO_VOTE_ERROR,
+    SCORE_MODES,
+    BatchSpec,
+    aggregate_label_schema,
+    assemble_votes,
+    batch_arrays,
+    label_table,
+    vote_mode,
+)
+from labelmill.pipelines.corpus import read_corpus
+from labelmill.pipelines.gold import corpus_without_gold_column
+from labelmill.pipelines.parts import list_parts, write_part
+from labelmill.pipelines.runtime import ray_session
+from labelmill.pipelines.vote_shards import VoteShards
+from labelmill.pipelines.votes_io import votes_dir
 from labelmill.taxonomy import Taxonomy
 from labelmill.vote_matrix import confusion_counts, hard_reference, smoothed_rates
 

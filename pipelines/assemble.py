@@ -27,12 +27,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from labelmill.pipelines.corpus import read_corpus
-from labelmill.pipelines.gold import corpus_without_gold_column, read_gold
-from labelmill.pipelines.votes_io import votes_dir
 
 from labelmill.aggregation import agreement, n_teachers
 from labelmill.config import LabelmillConfig
+from labelmill.pipelines.corpus import read_corpus
+from labelmill.pipelines.gold import corpus_without_gold_column, read_gold
+from labelmill.pipelines.votes_io import votes_dir
 from labelmill.records import OLDEST_US, counting_vote_rows
 from labelmill.taxonomy import multi_hot
 from labelmill.vote_matrix import matrix_to_cells, vote_matrix, votes_from_teacher_probs

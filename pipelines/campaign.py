@@ -33,9 +33,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import fsspec
-from labelmill.pipelines.campaign_labeler import Labeler, TeacherLabeler, vote_spend
-from labelmill.pipelines.campaign_select import CampaignView, rank_candidates
-from labelmill.pipelines.runtime import ray_session
 
 from labelmill.campaign_budget import admit, open_by_teacher, recover, settle
 from labelmill.campaign_cost import DRY_RUN_SAMPLE, dry_run_cost
@@ -46,6 +43,9 @@ from labelmill.errors import ConfigError
 from labelmill.jsonio import read_json, write_json
 from labelmill.layout import aggregate_labels_uri, campaign_path, eval_dir, student_dir
 from labelmill.ledger import Budget, BudgetLedger
+from labelmill.pipelines.campaign_labeler import Labeler, TeacherLabeler, vote_spend
+from labelmill.pipelines.campaign_select import CampaignView, rank_candidates
+from labelmill.pipelines.runtime import ray_session
 
 
 @dataclass
@@ -188,9 +188,16 @@ def dry_run(config: LabelmillConfig, labeler: Labeler, view: CampaignView) -> di
 
 
 def run_campaign(
-    config: LabelmillConfig, labeler: Labeler | None = None, dry: bool = False
+    config: LabelmillConfig,
+    labeler: Labeler | None = None,
+    dry: bool = False,
+    evaluated: bool = False,
 ) -> CampaignSummary:
-    """Run (or with ``dry``, price) the campaign of ``config`` (see the module docstring)."""
+    """Run (or with ``dry``, price) the campaign of ``config`` (see the module docstring).
+
+    ``evaluated``: the caller has just evaluated the current student (``labelmill run``), so
+    round 0 takes its figures from that evaluation instead of running it again.
+    """
     c = config.campaign
     if not c.teachers:
         raise ConfigError("campaign.teachers is empty: name the teachers that relabel")
@@ -216,7 +223,8 @@ def run_campaign(
             metrics = {}
             # without gold the report has spend, no quality
             if has_gold(config.gold, config.corpus):
-                run_evaluate_job(config)
+                if not evaluated:
+                    run_evaluate_job(config)
                 metrics = _metrics(config)
             rounds.append(_record(0, c.strategy, 0, 0, ledger, metrics, None))
             write_json(campaign_uri(config, "state.json"), state)

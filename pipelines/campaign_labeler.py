@@ -22,10 +22,10 @@ import fsspec
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-from labelmill.pipelines.teachers import load_tokenizer, tokenizer_source
 
 from labelmill.campaign_cost import estimate_documents, price
 from labelmill.config import LabelmillConfig
+from labelmill.pipelines.teachers import load_tokenizer, tokenizer_source
 from labelmill.taxonomy import Taxonomy
 
 

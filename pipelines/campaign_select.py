@@ -17,14 +17,14 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-from labelmill.pipelines.encoder import SentenceEncoder
-from labelmill.pipelines.parts import AtomicPartsDatasink, list_parts, read_parts_dataset
-from labelmill.pipelines.votes_io import join_partitions
 
 from labelmill.config import LabelmillConfig
 from labelmill.documents import is_usable_text
 from labelmill.errors import InputError
 from labelmill.layout import campaign_path
+from labelmill.pipelines.encoder import SentenceEncoder
+from labelmill.pipelines.parts import AtomicPartsDatasink, list_parts, read_parts_dataset
+from labelmill.pipelines.votes_io import join_partitions
 from labelmill.selection import (
     disagreement_scores,
     issue_thresholds,

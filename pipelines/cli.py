@@ -29,12 +29,11 @@ import sys
 import traceback
 from collections.abc import Sequence
 
-from labelmill.pipelines.runtime import as_job_error
-
 from labelmill.config import LabelmillConfig, load_config
 from labelmill.console import Console, format_label_summary, use_console
 from labelmill.errors import ConfigError, LabelmillError
 from labelmill.logcapture import capture_output
+from labelmill.pipelines.runtime import as_job_error
 
 _JOBS = {
     "label": "run the teacher labeling job",
@@ -205,7 +204,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         if args.command == "serve":
             from labelmill.serve.local import serve_forever
-
             from labelmill.serve_config import load_serve_config
 
             serve_config = load_serve_config(args.config, args.artifact_dir, args.overrides)

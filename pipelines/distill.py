@@ -24,7 +24,6 @@ import fsspec
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from labelmill.pipelines.runtime import ray_session
 
 from labelmill.artifacts import remove_dir
 from labelmill.config import LabelmillConfig, StudentConfig
@@ -32,6 +31,7 @@ from labelmill.errors import ConfigError, JobError
 from labelmill.jsonio import read_json
 from labelmill.layout import aggregate_file_uri, aggregate_labels_uri, student_dir
 from labelmill.models import resolve_model
+from labelmill.pipelines.runtime import ray_session
 from labelmill.taxonomy import Taxonomy
 
 TRAIN_COLUMNS = ["text", "targets", "weight"]
@@ -256,9 +256,9 @@ def _fast_path_rows(dev_rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 def run_distill_job(config: LabelmillConfig) -> DistillJobSummary:
     """Train the student on the aggregate labels with Ray Train and export it (see module doc)."""
-    from labelmill.pipelines.train_loop import fit_student, score_dev, storage_for
     from transformers import AutoTokenizer
 
+    from labelmill.pipelines.train_loop import fit_student, score_dev, storage_for
     from labelmill.student.export import export_student
 
     started = time.perf_counter()

@@ -27,10 +27,6 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from labelmill.pipelines.encoder import SentenceEncoder
-from labelmill.pipelines.gold import read_gold
-from labelmill.pipelines.parts import read_parts_dataset, write_part
-from labelmill.pipelines.votes_io import anti_join_ids, semi_join_ids
 
 from labelmill.config import CorpusConfig, GoldConfig
 from labelmill.documents import check_text
@@ -46,6 +42,10 @@ from labelmill.embedding import (
 from labelmill.errors import ConfigError, InputError, JobError
 from labelmill.jsonio import write_json
 from labelmill.layout import embedding_calibration_uri, embedding_scores_uri
+from labelmill.pipelines.encoder import SentenceEncoder
+from labelmill.pipelines.gold import read_gold
+from labelmill.pipelines.parts import read_parts_dataset, write_part
+from labelmill.pipelines.votes_io import anti_join_ids, semi_join_ids
 from labelmill.records import vote_schema
 from labelmill.requests import TeacherPlan
 

@@ -18,7 +18,6 @@ import fsspec
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from labelmill.pipelines.runtime import ray_session
 
 from labelmill.aggregation import MIN_SEED_POSITIVES, ThresholdChoice, choose_thresholds
 from labelmill.config import LabelmillConfig
@@ -35,6 +34,7 @@ from labelmill.evaluation import (
 )
 from labelmill.jsonio import read_json
 from labelmill.layout import aggregate_file_uri, aggregate_labels_uri, eval_dir, student_dir
+from labelmill.pipelines.runtime import ray_session
 from labelmill.report import render_report
 from labelmill.taxonomy import Taxonomy
 

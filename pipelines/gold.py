@@ -13,11 +13,11 @@ from typing import Any
 
 import fsspec
 import pyarrow as pa
-from labelmill.pipelines.corpus import list_corpus_files, read_corpus, read_corpus_file
 
 from labelmill.config import CorpusConfig, GoldConfig, infer_format
 from labelmill.errors import InputError
 from labelmill.layout import is_gold_seed
+from labelmill.pipelines.corpus import list_corpus_files, read_corpus, read_corpus_file
 
 
 def normalize_gold_batch(

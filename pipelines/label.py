@@ -20,6 +20,11 @@ from pathlib import Path
 from typing import Any
 
 import fsspec
+
+from labelmill.config import LabelmillConfig, RulesTeacherConfig, TeacherConfig
+from labelmill.console import progress
+from labelmill.errors import ConfigError, JobError
+from labelmill.models import resolve_model
 from labelmill.pipelines.corpus import read_corpus
 from labelmill.pipelines.embedding_teacher import EmbeddingTeacherRun
 from labelmill.pipelines.rules_teacher import rules_stage
@@ -31,11 +36,6 @@ from labelmill.pipelines.votes_io import (
     write_vote_part,
     written_ids,
 )
-
-from labelmill.config import LabelmillConfig, RulesTeacherConfig, TeacherConfig
-from labelmill.console import progress
-from labelmill.errors import ConfigError, JobError
-from labelmill.models import resolve_model
 from labelmill.requests import TeacherPlan
 from labelmill.rules import RULES_MODEL
 from labelmill.taxonomy import Taxonomy

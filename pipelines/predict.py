@@ -22,15 +22,15 @@ from typing import Any
 import fsspec
 import pyarrow as pa
 import pyarrow.parquet as pq
-from labelmill.pipelines.corpus import read_corpus
-from labelmill.pipelines.gold import corpus_without_gold_column
-from labelmill.pipelines.runtime import ray_session
 
 from labelmill.config import LabelmillConfig
 from labelmill.documents import check_text
 from labelmill.errors import InputError, JobError
 from labelmill.layout import predict_model_dir, predictions_uri
 from labelmill.part_files import list_parts, write_part
+from labelmill.pipelines.corpus import read_corpus
+from labelmill.pipelines.gold import corpus_without_gold_column
+from labelmill.pipelines.runtime import ray_session
 
 
 class PredictJobError(JobError):

@@ -19,7 +19,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import fsspec
-from labelmill.pipelines.runtime import as_job_error, ray_session
 
 from labelmill.config import LabelmillConfig, LLMTeacherConfig, has_gold
 from labelmill.console import current, format_duration, format_label_summary
@@ -27,6 +26,7 @@ from labelmill.console import stage as console_stage
 from labelmill.errors import LabelmillError, with_context
 from labelmill.jsonio import read_json, write_json
 from labelmill.layout import eval_dir, run_summary_uri
+from labelmill.pipelines.runtime import as_job_error, ray_session
 from labelmill.report import render_report
 from labelmill.status import vote_lineage
 
@@ -120,7 +120,8 @@ def run_whole(config: LabelmillConfig) -> RunSummary:
             lambda: _distill(config, run_distill_job),
             lambda s: s.render(),
         )
-        if has_gold(config.gold, config.corpus):
+        evaluated = has_gold(config.gold, config.corpus)
+        if evaluated:
             stage(
                 "evaluate",
                 "every teacher, the aggregate and the student on held-out gold",
@@ -131,7 +132,7 @@ def run_whole(config: LabelmillConfig) -> RunSummary:
             stage(
                 "campaign",
                 f"relabeling rounds with {', '.join(config.campaign.teachers)}",
-                lambda: run_campaign(config),
+                lambda: run_campaign(config, evaluated=evaluated),
                 lambda s: s.render(),
             )
     summary.report_uri = finish_report(

@@ -204,14 +204,13 @@ class TrainStorage:
     uri: str  # the storage dir as a local path or fsspec URI (cleanup goes through fsspec)
     path: str  # RunConfig.storage_path: ``uri``, or without its scheme when filesystem is set
     filesystem: Any  # a pyarrow filesystem for RunConfig.storage_filesystem, or None
-    private: bool  # a temp dir of this run only (removed afterwards)
 
 
 def _remove_run(run_dir: str, storage: TrainStorage) -> None:
-    """Delete a finished run's checkpoints, and the storage dir when it is private or empty."""
+    """Delete a finished run's checkpoints, and the storage dir when nothing else is in it."""
     remove_dir(run_dir)
     fs, path = fsspec.core.url_to_fs(storage.uri)
-    if fs.exists(path) and (storage.private or not fs.ls(path)):
+    if fs.exists(path) and not fs.ls(path):
         fs.rm(path, recursive=True)
 
 
@@ -277,14 +276,10 @@ def fit_student(
 def storage_for(output_uri: str) -> TrainStorage:
     """Where Ray Train keeps its checkpoints: ``<output_uri>/student-train``.
 
-    ``memory://`` (one process only; Ray Train workers cannot see it): a private temp dir.
     ``s3://``: an explicit pyarrow ``S3FileSystem`` that honours ``AWS_ENDPOINT_URL`` (any
     S3-compatible endpoint; a plain ``s3://`` path would leave that to pyarrow's version).
     Other URIs: the URI itself, resolved by Ray Train's pyarrow.
     """
-    if output_uri.startswith("memory://"):
-        private = tempfile.mkdtemp(prefix="labelmill-distill-")
-        return TrainStorage(private, private, None, True)
     if output_uri.startswith(("s3://", "s3a://")):
         import pyarrow.fs
 
@@ -295,12 +290,12 @@ def storage_for(output_uri: str) -> TrainStorage:
             scheme, _, host = endpoint.partition("://")
             options = {"endpoint_override": host or scheme, "scheme": scheme if host else "https"}
         filesystem = pyarrow.fs.S3FileSystem(**options)
-        return TrainStorage(uri, uri.split("://", 1)[1], filesystem, False)
+        return TrainStorage(uri, uri.split("://", 1)[1], filesystem)
     if "://" in output_uri:
         uri = train_checkpoints_uri(output_uri)
-        return TrainStorage(uri, uri, None, False)
+        return TrainStorage(uri, uri, None)
     path = str(Path(output_uri, "student-train").resolve())
-    return TrainStorage(path, path, None, False)
+    return TrainStorage(path, path, None)
 
 
 def score_dev(

@@ -17,9 +17,9 @@ import fsspec
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from labelmill.pipelines.parts import list_parts, read_parts_dataset, write_part
 
 from labelmill.layout import votes_dir
+from labelmill.pipelines.parts import list_parts, read_parts_dataset, write_part
 from labelmill.records import vote_schema
 
 # Rows per join partition: bounds a join task's memory (about 100 bytes an id row, a few KiB a

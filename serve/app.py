@@ -37,7 +37,6 @@ from typing import Any
 import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
-from labelmill.serve.deployments import CascadeTeacher, Student
 from ray import serve
 from ray.serve.exceptions import BackPressureError
 from ray.serve.handle import DeploymentHandle
@@ -45,6 +44,7 @@ from ray.serve.metrics import Counter, Histogram
 
 from labelmill.artifacts import artifact_version, is_uri
 from labelmill.errors import ConfigError
+from labelmill.serve.deployments import CascadeTeacher, Student
 from labelmill.serve_config import (
     AuthConfig,
     CascadeConfig,

@@ -33,9 +33,10 @@ def start_endpoint(
         http_auth_headers(teacher.name, getattr(teacher, "api_key_env", None), os.environ)
 
     import ray
+    from ray import serve
+
     from labelmill.pipelines.runtime import start_ray
     from labelmill.serve.app import build_app
-    from ray import serve
 
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     if not ray.is_initialized():

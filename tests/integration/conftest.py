@@ -127,58 +127,12 @@ def vllm_teacher(name: str, model: Path, mode: str, **extra: Any) -> dict:
     }
 
 
-TINY_TEXT = (
-    "the a an of to and is for with from in on by it this that editor text music audio sound "
-    "image picture network server client daemon service game play convert format file files "
-    "view viewer edit editing command line terminal graphical window library shared data tool "
-    "program player video web mail plays music recorder images picture documents"
-)
-
-
 @pytest.fixture(scope="session")
 def tiny_bert(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny random BERT encoder (1 layer, hidden 32) with a WordPiece tokenizer, built locally."""
-    import torch
-    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
-    from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
+    from labelmill.models import build_tiny_bert
 
-    special = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-    letters = [chr(c) for c in range(ord("a"), ord("z") + 1)] + list("0123456789.,:;-'\"()")
-    pieces = [f"##{c}" for c in letters]
-    vocab = {
-        tok: i
-        for i, tok in enumerate(dict.fromkeys(special + TINY_TEXT.split() + letters + pieces))
-    }
-    wordpiece = Tokenizer(models.WordPiece(vocab=vocab, unk_token="[UNK]"))
-    wordpiece.normalizer = normalizers.BertNormalizer(lowercase=True)
-    wordpiece.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    wordpiece.decoder = decoders.WordPiece()
-    wordpiece.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]",
-        pair="[CLS] $A [SEP] $B [SEP]",
-        special_tokens=[("[CLS]", vocab["[CLS]"]), ("[SEP]", vocab["[SEP]"])],
-    )
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=wordpiece,
-        unk_token="[UNK]",
-        pad_token="[PAD]",
-        cls_token="[CLS]",
-        sep_token="[SEP]",
-        mask_token="[MASK]",
-    )
-    torch.manual_seed(0)
-    config = BertConfig(
-        vocab_size=len(vocab),
-        hidden_size=32,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        intermediate_size=37,
-        max_position_embeddings=128,
-    )
-    target = tmp_path_factory.mktemp("models") / "tiny-bert"
-    BertModel(config).save_pretrained(str(target), safe_serialization=True)
-    tokenizer.save_pretrained(str(target))
-    return target
+    return build_tiny_bert(tmp_path_factory.mktemp("models") / "tiny-bert")
 
 
 def export_tiny_student(

@@ -59,15 +59,15 @@ def main() -> None:
     import fsspec
     import ray
     from conftest import LABELS  # the tiny student's taxonomy
+    from ray.cluster_utils import Cluster
+
+    from labelmill.artifacts import artifact_version
+    from labelmill.config import parse_config
     from labelmill.pipelines.aggregate import run_aggregate_job
     from labelmill.pipelines.distill import run_distill_job
     from labelmill.pipelines.label import run_label_job
     from labelmill.pipelines.predict import run_predict_job
     from labelmill.pipelines.votes_io import read_votes
-    from ray.cluster_utils import Cluster
-
-    from labelmill.artifacts import artifact_version
-    from labelmill.config import parse_config
 
     ids = [f"doc{i:03d}" for i in range(64)]
     words = [

@@ -13,12 +13,12 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 from conftest import LABELS, job_config, vote_record
-from labelmill.pipelines.aggregate import aggregate_label_schema, run_aggregate_job
-from labelmill.pipelines.cli import main
-from labelmill.pipelines.votes_io import write_vote_part
 
 from labelmill.aggregation import DawidSkene, majority_vote, weighted_vote
 from labelmill.layout import is_gold_seed
+from labelmill.pipelines.aggregate import aggregate_label_schema, run_aggregate_job
+from labelmill.pipelines.cli import main
+from labelmill.pipelines.votes_io import write_vote_part
 from labelmill.records import vote_schema
 from labelmill.taxonomy import Taxonomy
 

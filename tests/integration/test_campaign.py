@@ -17,16 +17,16 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from conftest import LABELS, job_config
-from labelmill.pipelines.campaign import make_budget, run_campaign
-from labelmill.pipelines.campaign_labeler import TeacherLabeler
-from labelmill.pipelines.campaign_select import CampaignView, rank_candidates
-from labelmill.pipelines.cli import main
-from labelmill.pipelines.votes_io import read_votes
 from openai_standin import StandinServer
 
 from labelmill.config import LabelmillConfig
 from labelmill.layout import aggregate_labels_uri
 from labelmill.ledger import Budget, BudgetLedger
+from labelmill.pipelines.campaign import make_budget, run_campaign
+from labelmill.pipelines.campaign_labeler import TeacherLabeler
+from labelmill.pipelines.campaign_select import CampaignView, rank_candidates
+from labelmill.pipelines.cli import main
+from labelmill.pipelines.votes_io import read_votes
 from labelmill.selection_sketch import id_hashes
 
 NAMES = [name for name, _ in LABELS]

@@ -10,11 +10,11 @@ from pathlib import Path
 from typing import Any
 
 from conftest import job_config
-from labelmill.pipelines.label import run_label_job
-from labelmill.pipelines.progress import CALLBACKS_ENV, training_progress
 
 from labelmill.config import StudentConfig
 from labelmill.console import Console, use_console
+from labelmill.pipelines.label import run_label_job
+from labelmill.pipelines.progress import CALLBACKS_ENV, training_progress
 from labelmill.student.training import training_schedule
 
 

@@ -9,10 +9,10 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
-from labelmill.pipelines.corpus import read_corpus
 
 from labelmill.config import CorpusConfig
 from labelmill.documents import content_id
+from labelmill.pipelines.corpus import read_corpus
 
 ROWS = [
     {"id": "a", "text": "first", "tags": ["x"]},

@@ -12,11 +12,11 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 from conftest import FILLER, KEYWORDS, LABELS, job_config
-from labelmill.pipelines.distill import DistillJobError, prepare_batch, run_distill_job
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from labelmill.aggregation import tune_thresholds
 from labelmill.layout import aggregate_file_uri, aggregate_labels_uri, is_dev, student_dir
+from labelmill.pipelines.distill import DistillJobError, prepare_batch, run_distill_job
 from labelmill.student.model import predict_proba
 from labelmill.taxonomy import Taxonomy
 

@@ -9,6 +9,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 from conftest import LABELS, job_config
+
 from labelmill.pipelines.label import run_label_job
 from labelmill.pipelines.votes_io import read_votes
 

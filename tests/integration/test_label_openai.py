@@ -8,9 +8,10 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pytest
 from conftest import job_config
+from openai_standin import StandinServer
+
 from labelmill.pipelines.label import LabelJobError, run_label_job
 from labelmill.pipelines.votes_io import read_votes
-from openai_standin import StandinServer
 
 TEXTS = {
     "d0": "An editing tool for text.",

@@ -8,6 +8,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from conftest import job_config
+
 from labelmill.pipelines import label as label_job
 from labelmill.pipelines.label import LabelJobError, run_label_job
 from labelmill.pipelines.parts import AtomicPartsDatasink, list_parts, part_digest, write_part

@@ -1,8 +1,9 @@
 """The teacher job end to end on the real vLLM CPU engine with the tiny model.
 
-One job, three teachers (to pay for engine start-ups once): `set` mode, `score` mode, and a
-`set` teacher whose engine context is narrower than its prompt budget, so that the engine itself
-rejects the long rows. The corpus carries bad rows; every teacher must return one row per input.
+One job, two teachers (each engine start costs about 30 s on CPU): `set` mode with an engine
+context narrower than its prompt budget, so that the engine itself rejects the long row, and
+`score` mode, which truncates the long row to its budget and scores it. The corpus carries bad
+rows; every teacher must return one row per input.
 """
 
 from __future__ import annotations
@@ -13,10 +14,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from conftest import LABELS, job_config, vllm_teacher
-from labelmill.pipelines.label import LabelJobError, run_label_job
-from labelmill.pipelines.votes_io import read_votes
 
 from labelmill.documents import content_id
+from labelmill.pipelines.label import LabelJobError, run_label_job
+from labelmill.pipelines.votes_io import read_votes
 
 GOOD = [
     b"A text editor for plain text files with syntax highlighting.",
@@ -47,25 +48,24 @@ def test_both_modes_bad_rows_and_engine_row_failures(ray_local, tiny_model, tmp_
     config = job_config(
         {"uri": str(path)},
         [
-            vllm_teacher("tiny-set", tiny_model, "set"),
-            vllm_teacher("tiny-score", tiny_model, "score"),
             vllm_teacher(
-                "tiny-narrow",
+                "tiny-set",
                 tiny_model,
                 "set",
                 max_model_len=1024,
                 engine_kwargs={"max_model_len": 512},
             ),
+            vllm_teacher("tiny-score", tiny_model, "score"),
         ],
         tmp_path / "out",
     )
     summary = run_label_job(config)
-    assert [t.rows_in for t in summary.teachers] == [9, 9, 9]
-    assert [t.rows_labeled for t in summary.teachers] == [9, 9, 9]
+    assert [t.rows_in for t in summary.teachers] == [9, 9]
+    assert [t.rows_labeled for t in summary.teachers] == [9, 9]
     assert (tmp_path / "out" / "label_summary.json").is_file()
 
     hashes = set()
-    for teacher in ("tiny-set", "tiny-score", "tiny-narrow"):
+    for teacher in ("tiny-set", "tiny-score"):
         table = read_votes(str(tmp_path / "out"), teacher)
         rows = {r["id"]: r for r in table.to_pylist()}
         assert len(rows) == table.num_rows == 9, teacher
@@ -80,10 +80,10 @@ def test_both_modes_bad_rows_and_engine_row_failures(ray_local, tiny_model, tmp_
         hashes.add(rows["g0"]["prompt_hash"])
         assert rows["long"]["truncated"] is True
 
-    assert len(hashes) == 2  # set teachers share a prompt hash, score differs
+    assert len(hashes) == 2  # set and score prompts differ
 
     set_rows = {r["id"]: r for r in read_votes(str(tmp_path / "out"), "tiny-set").to_pylist()}
-    for doc_id in ("g0", "g1", "g2", "g3", "long"):
+    for doc_id in ("g0", "g1", "g2", "g3"):
         row = set_rows[doc_id]
         assert row["probs"] is None
         assert row["prompt_tokens"] > 0 and row["output_tokens"] > 0
@@ -99,9 +99,9 @@ def test_both_modes_bad_rows_and_engine_row_failures(ray_local, tiny_model, tmp_
         assert row["labels"] == [n for n, p in zip(NAMES, row["probs"], strict=True) if p >= 0.5]
         assert row["output_tokens"] == len(NAMES)
 
-    narrow = {r["id"]: r for r in read_votes(str(tmp_path / "out"), "tiny-narrow").to_pylist()}
-    assert narrow["long"]["error"].startswith("engine error:")
-    assert narrow["g0"]["error"] is None or "token limit" in narrow["g0"]["error"]
+    # the engine (512 tokens) rejected the long row the teacher's 1,024-token budget let through
+    assert set_rows["long"]["error"].startswith("engine error:")
+    assert set_rows["long"]["probs"] is None and set_rows["long"]["labels"] == []
 
 
 def test_missing_model_is_fatal_with_a_clear_message(ray_local, tmp_path) -> None:

@@ -11,10 +11,10 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 from conftest import LABELS, export_tiny_student, job_config
-from labelmill.pipelines.cli import main
 
 from labelmill.config import LabelmillConfig
 from labelmill.layout import aggregate_labels_uri, eval_dir, predictions_uri
+from labelmill.pipelines.cli import main
 from labelmill.taxonomy import Taxonomy
 
 NAMES = [name for name, _ in LABELS]

@@ -14,11 +14,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from conftest import FILLER, KEYWORDS, LABELS, job_config, vote_record
+
 from labelmill.pipelines.aggregate import run_aggregate_job
 from labelmill.pipelines.distill import run_distill_job
 from labelmill.pipelines.evaluate import run_evaluate_job
 from labelmill.pipelines.votes_io import write_vote_part
-
 from labelmill.records import vote_schema
 from labelmill.taxonomy import Taxonomy
 

@@ -11,10 +11,10 @@ import time
 
 import yaml
 from conftest import LABELS, vllm_teacher
-from labelmill.pipelines.label import run_label_job
-from labelmill.pipelines.votes_io import read_votes
 
 from labelmill.config import load_config
+from labelmill.pipelines.label import run_label_job
+from labelmill.pipelines.votes_io import read_votes
 
 
 def test_killed_job_resumes_without_duplicates_or_gaps(ray_local, tiny_model, tmp_path) -> None:

@@ -10,11 +10,11 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 from conftest import LABELS
+
+from labelmill.config import load_config
 from labelmill.pipelines.cli import main
 from labelmill.pipelines.rules_teacher import rules_prompt_hash
 from labelmill.pipelines.votes_io import read_votes
-
-from labelmill.config import load_config
 from labelmill.taxonomy import Taxonomy
 
 pytestmark = pytest.mark.integration

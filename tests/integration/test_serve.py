@@ -55,8 +55,9 @@ def standin() -> Iterator[StandinServer]:
 
 
 def deploy(name: str, args: dict[str, Any]) -> None:
-    from labelmill.serve.app import build_app
     from ray import serve
+
+    from labelmill.serve.app import build_app
 
     serve.run(build_app(parse_serve_config(args)), name=name, route_prefix=f"/{name}")
 
@@ -259,45 +260,51 @@ def test_one_poison_request_fails_alone(endpoint: str, students: dict[str, Path]
     from ray import serve
 
     handle = serve.get_deployment_handle("Student", app_name="plain")
-    before = len(handle.batch_log.remote().result())
     texts = [f"{TEXTS[i % 3]} number {i}" for i in range(16)]
-    barrier = threading.Barrier(18)
+    expected = reference_probs(students["v1"], texts)
 
-    def good(i: int) -> httpx.Response:
+    def good(barrier: threading.Barrier, i: int) -> httpx.Response:
         barrier.wait()
         return httpx.post(f"{endpoint}/plain/v1/classify", json={"text": texts[i]}, timeout=60)
 
-    def poison_http() -> httpx.Response:
+    def poison_http(barrier: threading.Barrier) -> httpx.Response:
         barrier.wait()
         return httpx.post(
             f"{endpoint}/plain/v1/classify", content=b'{"text": "bad \\ud800"}', timeout=60
         )
 
-    def poison_inside() -> dict[str, Any]:
+    def poison_inside(barrier: threading.Barrier) -> dict[str, Any]:
         barrier.wait()
         time.sleep(0.05)  # inside the batching window the good requests opened
         return handle.score.remote(["bad \ud800 text"]).result()
 
-    with ThreadPoolExecutor(18) as pool:
-        goods = [pool.submit(good, i) for i in range(16)]
-        http_poison = pool.submit(poison_http)
-        inside = pool.submit(poison_inside)
-        responses = [future.result() for future in goods]
-    assert [r.status_code for r in responses] == [200] * 16
-    expected = reference_probs(students["v1"], texts)
-    for response, probs in zip(responses, expected, strict=True):
-        scores = response.json()["results"][0]["scores"]
-        assert np.allclose([scores[n] for n in NAMES], probs, atol=1e-4)
-    assert http_poison.result().status_code == 422
-    assert http_poison.result().json()["error"]["code"] == "invalid_text"
-    answer = inside.result()
-    assert answer["error"]["index"] == 0
-    assert "TypeError" in answer["error"]["message"] or "Error" in answer["error"]["message"]
-    log = handle.batch_log.remote().result()[before:]
-    shared = [b for b in log if b["failed"] == 1]
-    assert len(shared) == 1, f"the poison was not scored exactly once: {log}"
+    # Whether the poison lands in the good requests' batch is timing (a loaded machine can delay
+    # the HTTP hops past the 0.25 s window): up to three rounds until it does. Every round must
+    # answer every good request and fail the poison alone.
+    for _ in range(3):
+        before = len(handle.batch_log.remote().result())
+        barrier = threading.Barrier(18)
+        with ThreadPoolExecutor(18) as pool:
+            goods = [pool.submit(good, barrier, i) for i in range(16)]
+            http_poison = pool.submit(poison_http, barrier)
+            inside = pool.submit(poison_inside, barrier)
+            responses = [future.result() for future in goods]
+        assert [r.status_code for r in responses] == [200] * 16
+        for response, probs in zip(responses, expected, strict=True):
+            scores = response.json()["results"][0]["scores"]
+            assert np.allclose([scores[n] for n in NAMES], probs, atol=1e-4)
+        assert http_poison.result().status_code == 422
+        assert http_poison.result().json()["error"]["code"] == "invalid_text"
+        answer = inside.result()
+        assert answer["error"]["index"] == 0
+        assert "Error" in answer["error"]["message"]
+        log = handle.batch_log.remote().result()[before:]
+        shared = [b for b in log if b["failed"] == 1]
+        assert len(shared) == 1, f"the poison was not scored exactly once: {log}"
+        assert sum(b["failed"] for b in log) == 1
+        if shared[0]["requests"] > 1:
+            break
     assert shared[0]["requests"] > 1, f"the poison was not co-batched with good requests: {log}"
-    assert sum(b["failed"] for b in log) == 1
 
 
 def test_liveness_answers_within_a_second_under_load(endpoint: str) -> None:

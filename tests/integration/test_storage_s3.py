@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import random
+import shutil
 import socket
 from pathlib import Path
 from typing import Any
@@ -22,10 +23,10 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 from conftest import FILLER, LABELS, export_tiny_student, job_config
-from labelmill.pipelines.cli import main
 from openai_standin import StandinServer
 
 from labelmill.artifacts import FETCH_RECORD, artifact_version, cache_root
+from labelmill.pipelines.cli import main
 
 pytestmark = pytest.mark.integration
 
@@ -124,6 +125,9 @@ def test_run_predict_and_serve_with_the_run_directory_on_s3(
     # predict: the driver reads the version on s3; the actor fetches it into this node's cache
     student_uri = f"{run_uri}/student"
     version = artifact_version(student_uri)
+    # training is deterministic, so an earlier session on this machine may have cached this
+    # very version (from another bucket): remove it so that this predict's fetch is the one seen
+    shutil.rmtree(cache_root() / version, ignore_errors=True)
     assert main(["predict", str(path)]) == 0
     rows = pq.read_table(f"{root}/predictions", filesystem=fs).to_pylist()
     assert sorted(r["id"] for r in rows) == sorted(texts)
@@ -133,9 +137,9 @@ def test_run_predict_and_serve_with_the_run_directory_on_s3(
     assert record["source"] == student_uri and record["version"] == version
 
     # the endpoint, built on the s3 URI, answers with that version and the same scores
-    from labelmill.serve.app import build_app
     from ray import serve
 
+    from labelmill.serve.app import build_app
     from labelmill.serve_config import parse_serve_config
 
     port = _free_port()

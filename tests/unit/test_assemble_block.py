@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+
 from labelmill.pipelines.assemble import (
     assemble_block,
     doc_rows,
@@ -15,7 +16,6 @@ from labelmill.pipelines.assemble import (
     lineage_json,
     vote_rows,
 )
-
 from labelmill.records import vote_schema
 
 NAMES = ["a", "b", "c"]

@@ -9,9 +9,9 @@ import tomllib
 from pathlib import Path
 
 import pytest
-from labelmill.pipelines.cli import main
 
 from labelmill.errors import ConfigError, InputError, JobError, LabelmillError
+from labelmill.pipelines.cli import main
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -119,6 +119,7 @@ def test_models_list_and_unknown(capsys: pytest.CaptureFixture[str]) -> None:
     assert capsys.readouterr().out.split() == [
         "all-minilm-l6-v2",
         "smollm2-135m-instruct",
+        "tiny-random-bert",
         "tiny-random-llama",
     ]
     assert main(["models", "prepare", "gpt-17"]) == 2
@@ -133,6 +134,17 @@ def test_prepare_tiny_model_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     stamp = (path / "labelmill-prepared.json").stat().st_mtime_ns
     assert main(["models", "prepare", "tiny-random-llama"]) == 0  # already there: not rebuilt
     assert (path / "labelmill-prepared.json").stat().st_mtime_ns == stamp
+
+
+def test_tiny_bert_keeps_its_words_whole_and_spells_the_rest(tmp_path: Path) -> None:
+    from transformers import AutoModel, AutoTokenizer
+
+    from labelmill.models import build_tiny_bert
+
+    path = build_tiny_bert(tmp_path / "bert", ["corn", "maize"])
+    tokenizer = AutoTokenizer.from_pretrained(str(path))
+    assert tokenizer.tokenize("Corn and maize") == ["corn", "a", "##n", "##d", "maize"]
+    assert AutoModel.from_pretrained(str(path)).config.hidden_size == 32
 
 
 def test_verbose_and_quiet_flags(capsys: pytest.CaptureFixture[str]) -> None:
@@ -199,8 +211,9 @@ def test_exit_codes_follow_the_error_kind(
 
 
 def test_ray_errors_become_job_errors() -> None:
-    from labelmill.pipelines.runtime import as_job_error
     from ray.exceptions import ActorDiedError, RayTaskError
+
+    from labelmill.pipelines.runtime import as_job_error
 
     died = as_job_error(ActorDiedError(), "label")
     assert isinstance(died, JobError) and str(died).startswith("label failed in Ray: ActorDied")
@@ -212,9 +225,8 @@ def test_ray_errors_become_job_errors() -> None:
 
 
 def test_report_prices_only_priced_teachers() -> None:
-    from labelmill.pipelines.run import teacher_prices
-
     from labelmill.config import load_config
+    from labelmill.pipelines.run import teacher_prices
 
     config = load_config(REPO / "configs" / "demo.yaml")  # an embedding and a vllm teacher
     kinds = {t.name: t.kind for t in config.teachers}

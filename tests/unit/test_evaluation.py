@@ -10,7 +10,6 @@ import re
 import numpy as np
 import pyarrow as pa
 import pytest
-from labelmill.pipelines.evaluate import collect_held_out, select_held_out
 
 from labelmill.evaluation import (
     add_lift,
@@ -21,6 +20,7 @@ from labelmill.evaluation import (
     score_system,
     to_json,
 )
+from labelmill.pipelines.evaluate import collect_held_out, select_held_out
 from labelmill.report import render_report
 
 NAMES = ["a", "b"]

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from labelmill.pipelines.cli import main
 
 from labelmill.config import ConfigError
+from labelmill.pipelines.cli import main
 from labelmill.serve_config import load_serve_config, parse_serve_config
 from labelmill.serving import (
     RequestError,

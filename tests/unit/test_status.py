@@ -8,8 +8,8 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from labelmill.pipelines.cli import main
 
+from labelmill.pipelines.cli import main
 from labelmill.status import render_status, run_status, vote_lineage, vote_stats
 
 

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
+
 from labelmill.pipelines.train_loop import storage_for
 
 
@@ -18,7 +18,7 @@ def test_s3_storage_gets_an_explicit_filesystem_on_aws_endpoint_url(
     storage = storage_for("s3://bucket/run-1/")
     assert storage.uri == "s3://bucket/run-1/student-train"
     assert storage.path == "bucket/run-1/student-train"  # no scheme: the filesystem names it
-    assert isinstance(storage.filesystem, pyarrow.fs.S3FileSystem) and not storage.private
+    assert isinstance(storage.filesystem, pyarrow.fs.S3FileSystem)
     options = storage.filesystem.__reduce__()[1][0]  # the filesystem's constructor arguments
     assert options["endpoint_override"] == "127.0.0.1:9000" and options["scheme"] == "http"
     monkeypatch.delenv("AWS_ENDPOINT_URL")
@@ -28,17 +28,11 @@ def test_s3_storage_gets_an_explicit_filesystem_on_aws_endpoint_url(
 
 def test_other_storages(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     gcs = storage_for("gs://bucket/run")
-    assert (gcs.uri, gcs.path, gcs.filesystem, gcs.private) == (
+    assert (gcs.uri, gcs.path, gcs.filesystem) == (
         "gs://bucket/run/student-train",
         "gs://bucket/run/student-train",
         None,
-        False,
     )
     monkeypatch.chdir(tmp_path)
     local = storage_for("run")
     assert local.path == local.uri == str(tmp_path.resolve() / "run" / "student-train")
-    memory = storage_for("memory://run")  # Ray Train workers cannot see memory://: a temp dir
-    try:
-        assert memory.private and Path(memory.path).is_dir() and memory.uri == memory.path
-    finally:
-        shutil.rmtree(memory.path)
