@@ -4,11 +4,13 @@ Deterministic answers: a label applies when the last word of its name (``editing
 ``audio``, ``server``) occurs in the document. `set` requests (response_format) get a JSON array;
 `score` requests (logprobs, max_tokens=1) get yes/no top log-probabilities (0.9 / 0.1). A document
 containing FLAKY fails once with 503 per mode (to exercise retries); ``seen`` counts requests per
-(document line, mode); GARBAGE gets a non-JSON answer.
+(document line, mode); GARBAGE gets a non-JSON answer. ``delay_s`` holds every answer that long
+(a slow teacher, so that a job can be killed midway).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import re
@@ -30,12 +32,14 @@ def _document(content: str) -> str:
     return content.split("Document:\n", 1)[-1].split("\n", 1)[0]
 
 
-def build_app(seen: Counter) -> FastAPI:
+def build_app(seen: Counter, delay_s: float = 0.0) -> FastAPI:
     app = FastAPI()
 
     @app.post("/v1/chat/completions")
     async def chat(request: Request) -> JSONResponse:
         body: dict[str, Any] = await request.json()
+        if delay_s:
+            await asyncio.sleep(delay_s)
         content = body["messages"][-1]["content"]
         doc = _document(content)
         key = doc + ("|score" if body.get("logprobs") else "|set")
@@ -81,13 +85,13 @@ def build_app(seen: Counter) -> FastAPI:
 class StandinServer:
     """Runs the app with uvicorn on a free loopback port in a background thread."""
 
-    def __init__(self) -> None:
+    def __init__(self, delay_s: float = 0.0) -> None:
         self.seen: Counter = Counter()
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", 0))
             self.port = sock.getsockname()[1]
         config = uvicorn.Config(
-            build_app(self.seen), host="127.0.0.1", port=self.port, log_level="warning"
+            build_app(self.seen, delay_s), host="127.0.0.1", port=self.port, log_level="warning"
         )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)

@@ -1,4 +1,9 @@
-"""Kill the label job midway, rerun it: every row exactly once, the finished parts not redone."""
+"""Kill the label job midway, rerun it: every row exactly once, the finished parts not redone.
+
+The teacher is the OpenAI-compatible stand-in (a real HTTP server) holding each answer 0.2 s, so
+that the kill lands midway. Resume works on the written vote parts whatever the engine; a vLLM
+teacher here would cost two engine start-ups (about a minute on CPU) for the same check.
+"""
 
 from __future__ import annotations
 
@@ -10,14 +15,20 @@ import sys
 import time
 
 import yaml
-from conftest import LABELS, vllm_teacher
+from conftest import LABELS
+from openai_standin import StandinServer
 
 from labelmill.config import load_config
 from labelmill.pipelines.label import run_label_job
 from labelmill.pipelines.votes_io import read_votes
 
 
-def test_killed_job_resumes_without_duplicates_or_gaps(ray_local, tiny_model, tmp_path) -> None:
+def test_killed_job_resumes_without_duplicates_or_gaps(ray_local, tmp_path) -> None:
+    with StandinServer(delay_s=0.2) as standin:
+        _kill_and_resume(ray_local, standin, tmp_path)
+
+
+def _kill_and_resume(ray_local, standin: StandinServer, tmp_path) -> None:
     corpus = tmp_path / "corpus.jsonl"
     with corpus.open("w", encoding="utf-8") as handle:
         for i in range(48):
@@ -26,7 +37,15 @@ def test_killed_job_resumes_without_duplicates_or_gaps(ray_local, tiny_model, tm
             )
     output = tmp_path / "out"
     config_path = tmp_path / "job.yaml"
-    teacher = vllm_teacher("tiny-set", tiny_model, "set", batch_size=4, max_output_tokens=64)
+    teacher = {
+        "name": "tiny-set",
+        "kind": "openai",
+        "model": "standin",
+        "base_url": standin.base_url,
+        "mode": "set",
+        "batch_size": 4,
+        "max_output_tokens": 64,
+    }
     config_path.write_text(
         yaml.safe_dump(
             {

@@ -55,11 +55,22 @@ def standin() -> Iterator[StandinServer]:
 
 
 def deploy(name: str, args: dict[str, Any]) -> None:
+    deploy_all({name: args})
+
+
+def deploy_all(apps: dict[str, dict[str, Any]]) -> None:
+    """Deploy (or redeploy) each named app at ``/<name>`` together, then wait for all of them
+    (one wait instead of one per app: their replicas start in parallel)."""
     from ray import serve
 
     from labelmill.serve.app import build_app
 
-    serve.run(build_app(parse_serve_config(args)), name=name, route_prefix=f"/{name}")
+    serve.run_many(
+        [
+            serve.RunTarget(build_app(parse_serve_config(args)), name=name, route_prefix=f"/{name}")
+            for name, args in apps.items()
+        ]
+    )
 
 
 @pytest.fixture(scope="module")
@@ -82,14 +93,18 @@ def endpoint(ray_local: Any, students: dict[str, Path], standin: StandinServer) 
         "base_url": standin.base_url,
         "max_output_tokens": 32,
     }
-    deploy("plain", base)
-    deploy("secure", {**base, "auth": {"api_key_env": API_KEY_ENV}})
     everything_uncertain = {"enabled": True, "teacher": teacher, "band": [0.0, 1.0]}
-    deploy("cascade", {**base, "cascade": {**everything_uncertain, "tokens_per_minute": 10**6}})
-    deploy("poor", {**base, "cascade": {**everything_uncertain, "tokens_per_minute": 10}})
     tight = {"max_ongoing_per_replica": 1, "max_queued_per_ingress": 1, "retry_after_s": 2}
     slow_batches = {"max_batch_size": 4, "batch_wait_timeout_s": 0.5}
-    deploy("tight", {**base, "batching": slow_batches, "queue": tight})
+    deploy_all(
+        {
+            "plain": base,
+            "secure": {**base, "auth": {"api_key_env": API_KEY_ENV}},
+            "cascade": {**base, "cascade": {**everything_uncertain, "tokens_per_minute": 10**6}},
+            "poor": {**base, "cascade": {**everything_uncertain, "tokens_per_minute": 10}},
+            "tight": {**base, "batching": slow_batches, "queue": tight},
+        }
+    )
     yield f"http://127.0.0.1:{port}"
     serve.shutdown()
 

@@ -79,10 +79,7 @@ def test_run_predict_and_serve_with_the_run_directory_on_s3(
     with StandinServer() as standin:
         config = job_config(
             {"uri": f"{s3_bucket}/corpus/corpus.parquet", "gold_column": "tags"},
-            [
-                _teacher("t-set", standin.base_url, "set"),
-                _teacher("t-score", standin.base_url, "score"),
-            ],
+            [_teacher("t-set", standin.base_url, "set")],  # score mode: test_label_openai
             Path("unused"),
             output_uri=run_uri,
             gold={"seed_fraction": 0.3},
@@ -115,7 +112,7 @@ def test_run_predict_and_serve_with_the_run_directory_on_s3(
         "run_summary.json",
     ):
         assert expected in written, sorted(written)
-    for prefix in ("votes/t-set/part-", "votes/t-score/part-", "aggregate/labels/part-"):
+    for prefix in ("votes/t-set/part-", "aggregate/labels/part-"):
         assert any(name.startswith(prefix) for name in written), prefix
     # Ray Train's checkpoints went to the same storage and were removed after the run
     assert not any(name.startswith("student-train/distill-") for name in written)
