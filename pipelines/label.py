@@ -2,10 +2,12 @@
 
 The corpus is read once per job and materialized in the object store (id, text), shared by every
 teacher. For each teacher: keep the corpus rows without a vote of the same prompt hash and
-taxonomy version (resume: a distributed ``left_anti`` join against the written ids, skipped when
-the teacher has no part yet), run the teacher stages, write atomic Parquet parts, and check that
-every corpus id has a vote (another anti-join, counted on the cluster). Nothing per document
-comes to the driver: only counts, part paths and per-part summaries. Engine-fatal failures (a
+taxonomy version, run the teacher stages, write atomic Parquet parts, and check that every
+corpus id has a vote. Both the resume and the check first compare order-free fingerprints of the
+corpus ids and the written ids (:mod:`labelmill.id_fingerprint`: a sum over blocks, no shuffle);
+only when they differ does a distributed ``left_anti`` join find the rows to label, or name the
+missing ones. Nothing per document comes to the driver: only counts, fingerprints, part paths
+and per-part summaries. Engine-fatal failures (a
 teacher that cannot start, an endpoint that stays down past its retries) stop the job with
 :class:`LabelJobError`.
 """
@@ -32,6 +34,7 @@ from labelmill.pipelines.runtime import ray_session
 from labelmill.pipelines.teachers import teacher_votes
 from labelmill.pipelines.votes_io import (
     anti_join_ids,
+    ids_fingerprint,
     votes_dir,
     write_vote_part,
     written_ids,
@@ -118,13 +121,12 @@ def teacher_stage(
     return plan.prompt_hash, lambda todo: teacher_votes(todo, plan, cpus)
 
 
-def _run_teacher(
-    config: LabelmillConfig, plan: TeacherPlan, corpus: Any, rows_in: int
-) -> TeacherRunStats:
-    """One teacher over the materialized ``corpus`` (id, text) of ``rows_in`` rows."""
+def _run_teacher(config: LabelmillConfig, plan: TeacherPlan, corpus: Corpus) -> TeacherRunStats:
+    """One teacher over the materialized corpus."""
     teacher = plan.teacher
     cpus = config.ray.light_stage_cpus
-    prompt_hash, to_votes = teacher_stage(config, plan, corpus, cpus)
+    rows_in = corpus.rows
+    prompt_hash, to_votes = teacher_stage(config, plan, corpus.data, cpus)
     version = plan.taxonomy.version
     done = written_ids(config.output_uri, teacher.name, prompt_hash, version, cpus)
     stats = TeacherRunStats(
@@ -136,9 +138,11 @@ def _run_teacher(
     )
     started = time.perf_counter()
     if done is None:  # nothing written yet: no join
-        todo, remaining = corpus, rows_in
+        todo, remaining = corpus.data, rows_in
+    elif ids_fingerprint(done, cpus) == corpus.fingerprint(cpus):  # every row voted, once
+        todo, remaining = None, 0
     else:  # materialized: counted once, then labeled without a second join
-        todo = anti_join_ids(corpus, done, rows_in).materialize()
+        todo = anti_join_ids(corpus.data, done, rows_in).materialize()
         remaining = todo.count()
     stats.rows_resumed = rows_in - remaining
     if remaining > 0:
@@ -164,8 +168,8 @@ def _run_teacher(
             ) from error
     stats.seconds = time.perf_counter() - started
     stats.cost = teacher.cost(stats.prompt_tokens, stats.output_tokens)
-    if remaining > 0:  # with nothing to do, the resume anti-join (empty) was the check
-        check_every_row_voted(config, plan, prompt_hash, corpus, rows_in, stats.rows_labeled)
+    if remaining > 0:  # with nothing to do, the resume (fingerprint or join) was the check
+        check_every_row_voted(config, plan, prompt_hash, corpus, stats.rows_labeled)
     return stats
 
 
@@ -173,19 +177,23 @@ def check_every_row_voted(
     config: LabelmillConfig,
     plan: TeacherPlan,
     prompt_hash: str,
-    corpus: Any,
-    rows_in: int,
+    corpus: Corpus,
     rows_labeled: int,
 ) -> None:
     """Rows in == rows out, by distributed counts: no corpus id may lack a vote row.
 
-    The corpus ids are anti-joined with the written ids on the cluster; only the count of the
-    missing ones (and three of them for the message) reaches the driver.
+    Written ids with the corpus's fingerprint pass at once. Otherwise the corpus ids are
+    anti-joined with the written ids on the cluster (extra or duplicate vote rows alone are
+    allowed: the aggregate de-duplicates them); only the count of the missing ones (and three of
+    them for the message) reaches the driver.
     """
     name = plan.teacher.name
     cpus = config.ray.light_stage_cpus
+    rows_in = corpus.rows
     written = written_ids(config.output_uri, name, prompt_hash, plan.taxonomy.version, cpus)
-    ids = corpus.select_columns(["id"])
+    if written is not None and ids_fingerprint(written, cpus) == corpus.fingerprint(cpus):
+        return
+    ids = corpus.data.select_columns(["id"])
     missing = ids if written is None else anti_join_ids(ids, written, rows_in)
     missing = missing.materialize()
     n_missing = missing.count()
@@ -197,16 +205,31 @@ def check_every_row_voted(
         )
 
 
-def read_corpus_once(config: LabelmillConfig) -> tuple[Any, int]:
-    """The corpus (id, text) materialized in the object store, and its row count.
+@dataclass
+class Corpus:
+    """The job's corpus: ``data`` (id, text) materialized, its row count, its id fingerprint."""
 
-    Every teacher, its resume join and its final check reuse it, so the corpus files are read
-    once per job; the blocks live on the cluster (spilled to disk past the object store), the
-    driver holds their references only.
+    data: Any
+    rows: int
+    _fingerprint: tuple[int, int] | None = None
+
+    def fingerprint(self, cpus: float) -> tuple[int, int]:
+        """The corpus ids' fingerprint, computed on first use (one pass over the blocks)."""
+        if self._fingerprint is None:
+            self._fingerprint = ids_fingerprint(self.data, cpus)
+        return self._fingerprint
+
+
+def read_corpus_once(config: LabelmillConfig) -> Corpus:
+    """The corpus (id, text) materialized in the object store, with its row count.
+
+    Every teacher, its resume and its final check reuse it, so the corpus files are read once
+    per job; the blocks live on the cluster (spilled to disk past the object store), the driver
+    holds their references only.
     """
-    corpus = read_corpus(config.corpus, config.ray.light_stage_cpus)
-    corpus = corpus.select_columns(["id", "text"]).materialize()
-    return corpus, corpus.count()
+    data = read_corpus(config.corpus, config.ray.light_stage_cpus)
+    data = data.select_columns(["id", "text"]).materialize()
+    return Corpus(data, data.count())
 
 
 def run_label_job(
@@ -231,9 +254,9 @@ def run_label_job(
     plans = [make_plan(t, taxonomy) for t in config.teachers if t.name in teachers]
     summary = LabelJobSummary(output_uri=config.output_uri, taxonomy_version=taxonomy.version)
     with ray_session(config.ray):
-        corpus, rows_in = read_corpus_once(config)
+        corpus = read_corpus_once(config)
         for plan in plans:
-            summary.teachers.append(_run_teacher(config, plan, corpus, rows_in))
+            summary.teachers.append(_run_teacher(config, plan, corpus))
     fs, path = fsspec.core.url_to_fs(f"{config.output_uri.rstrip('/')}/{summary_path}")
     fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
     with fs.open(path, "w") as handle:

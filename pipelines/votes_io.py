@@ -7,6 +7,8 @@ a part holds names it, so a retried task overwrites its own part).
 Resume never brings the written ids to the driver: :func:`written_ids` is a Ray Dataset of them
 and :func:`anti_join_ids` keeps the corpus rows without a vote by a hash-partitioned
 ``left_anti`` join (both sides are shuffled by id; each partition is joined on its own task).
+:func:`ids_fingerprint` sums an order-free fingerprint of a dataset's ids over its blocks (no
+shuffle), so the label job skips both joins when the written ids are exactly the corpus ids.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from labelmill.id_fingerprint import combine_fingerprints, id_fingerprint
 from labelmill.layout import votes_dir
 from labelmill.pipelines.parts import list_parts, read_parts_dataset, write_part
 from labelmill.records import vote_schema
@@ -87,6 +90,22 @@ def anti_join_ids(left: Any, ids: Any, rows: int) -> Any:
     ``rows`` (the larger side's row count, roughly) sizes the partitions.
     """
     return left.join(ids, join_type="left_anti", num_partitions=join_partitions(rows), on=("id",))
+
+
+def _block_fingerprint(batch: pa.Table) -> pa.Table:
+    count, total = id_fingerprint(batch["id"].to_pylist())
+    return pa.table({"count": pa.array([count], pa.int64()), "sum": pa.array([total], pa.uint64())})
+
+
+def ids_fingerprint(ds: Any, cpus: float = 1.0) -> tuple[int, int]:
+    """The :mod:`labelmill.id_fingerprint` of the ``id`` column of dataset ``ds``.
+
+    One row per block comes to the driver (``batch_size=None``: a whole block per call).
+    """
+    rows = ds.map_batches(
+        _block_fingerprint, batch_format="pyarrow", batch_size=None, num_cpus=cpus
+    ).iter_rows()
+    return combine_fingerprints((row["count"], row["sum"]) for row in rows)
 
 
 def semi_join_ids(left: Any, ids: Any, rows: int) -> Any:

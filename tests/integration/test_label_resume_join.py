@@ -38,20 +38,47 @@ def rules_config(tmp_path: Path, **corpus_extra: object):
     )
 
 
-def test_resume_redoes_only_the_rows_of_lost_parts(ray_local, tmp_path: Path) -> None:
+def test_resume_redoes_only_the_rows_of_lost_parts(
+    ray_local, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     config = rules_config(tmp_path)
+    real_join = label_job.anti_join_ids
+    joins: list[int] = []
+
+    def counted_join(*args):
+        joins.append(1)
+        return real_join(*args)
+
+    monkeypatch.setattr(label_job, "anti_join_ids", counted_join)
     first = run_label_job(config).teachers[0]
     assert (first.rows_in, first.rows_labeled, first.rows_resumed) == (40, 40, 0)
     parts = list_parts(f"{config.output_uri}/votes/kw")
     assert len(parts) >= 2
     lost = pq.read_table(parts[0])["id"].to_pylist()
+    assert joins == []  # no part before, then every row voted: the fingerprints matched
     Path(parts[0]).unlink()
     again = run_label_job(config).teachers[0]
     assert (again.rows_labeled, again.rows_resumed) == (len(lost), 40 - len(lost))
+    assert joins == [1]  # the fingerprints differed: the resume joined, the check did not
     ids = read_votes(config.output_uri, "kw", ["id"])["id"].to_pylist()
     assert sorted(ids) == [f"doc{i:03d}" for i in range(40)]  # each exactly once
     nothing = run_label_job(config).teachers[0]
     assert (nothing.rows_labeled, nothing.rows_resumed) == (0, 40)
+    assert joins == [1]
+
+
+def test_ids_fingerprint_over_blocks_equals_the_core(ray_local) -> None:
+    import ray.data
+
+    from labelmill.id_fingerprint import id_fingerprint
+    from labelmill.pipelines.votes_io import ids_fingerprint
+
+    ids = [f"doc{i:03d}" for i in range(50)]
+    ds = ray.data.from_items([{"id": i} for i in ids], override_num_blocks=4)
+    assert ids_fingerprint(ds) == id_fingerprint(ids)
+    assert ids_fingerprint(ds.filter(expr="id != 'doc007'")) == id_fingerprint(
+        [i for i in ids if i != "doc007"]
+    )
 
 
 def test_a_stage_that_drops_rows_fails_the_job_naming_the_missing(
