@@ -1,4 +1,4 @@
-"""Scoring labeling systems (teachers, aggregate, student) against held-out gold.
+"""Scoring labeling systems (teachers, aggregate, student, baseline) against held-out gold.
 
 Every system is scored on the SAME held-out gold documents (gold minus the gold seed). A system
 that has no usable probabilities for a document (a teacher that abstained or errored, an
@@ -12,8 +12,8 @@ in the system's probability matrix, excluded from every metric, and counted in `
       "taxonomy": {"names": [str, ...K], "version": str},
       "n_documents": int,                 # held-out gold documents, the same for every system
       "systems": {
-        "<name>": {                       # teacher names, "aggregate", "student"
-          "kind": "teacher" | "aggregate" | "student",
+        "<name>": {                       # teacher names, "aggregate", "student", "seed-only"
+          "kind": "teacher" | "aggregate" | "student" | "baseline",
           "n_scored": int,                # documents this system gave probabilities for
           "coverage": float,              # n_scored / n_documents
           "thresholds": [float, ...K],    # per-label threshold turning probs into labels
@@ -27,7 +27,8 @@ in the system's probability matrix, excluded from every metric, and counted in `
                           "counts": [int]}   # n_bins equal-width bins on [0, 1]
         }
       },
-      "lineage": {...},                   # aggregate summary/lineage, student metadata, settings
+      "lineage": {...},                   # aggregate summary/lineage, student metadata, settings,
+                                          # seed_baseline (backbone, seed rows, model, C)
       "created_at": str                   # ISO 8601, UTC
     }
 
@@ -56,7 +57,9 @@ from labelmill.taxonomy import multi_hot
 
 # Schema identity of metrics.json (not configuration): bump when its layout changes.
 FORMAT_VERSION = 1
-SYSTEM_KINDS = ("teacher", "aggregate", "student")
+# "baseline": a yardstick outside the loop (``seed-only``, :mod:`labelmill.baseline`); never
+# the best teacher of :func:`add_lift`.
+SYSTEM_KINDS = ("teacher", "aggregate", "student", "baseline")
 _SCALARS = (
     "micro_precision",
     "micro_recall",
@@ -252,7 +255,8 @@ def format_quality_table(document: Mapping[str, Any]) -> str:
 
 def add_lift(document: dict[str, Any]) -> dict[str, Any]:
     """Each system's F1 minus the best teacher's (by micro-F1, among the teachers scored on the
-    most documents), overall and per label.
+    most documents), overall and per label. Only kind ``teacher`` competes for best teacher:
+    a ``baseline`` gets a lift like the loop's systems, it is not the yardstick.
 
     Sets ``document["best_teacher"]`` (None without a scored teacher) and, in every system
     entry, ``lift = {"micro_f1", "macro_f1", "per_label": {label: f1 lift}}`` (null where

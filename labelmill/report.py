@@ -1,8 +1,9 @@
 """A self-contained HTML report of a metrics.json document (see :mod:`labelmill.evaluation`).
 
-The report holds a summary table (with each system's lift over the best teacher), a per-label
-F1 grouped bar chart and table (with the thresholds used), a reliability diagram with one line
-per system, the lineage as tables (teachers, then the aggregate / student / evaluation) and the
+The report holds a sentence saying whether the loop beat ``seed-only`` and the best teacher, a
+summary table (with each system's lift over the best teacher), a per-label F1 grouped bar chart
+and table (with the thresholds used), a reliability diagram with one line per system, the
+lineage as tables (teachers, then the aggregate / student / seed-only / evaluation) and the
 stage timings; the full lineage JSON is kept folded at the end. Plots are drawn with
 matplotlib's Agg canvas (no display, no pyplot state) and embedded as base64 PNG, so the file
 opens in a browser with nothing beside it. matplotlib is imported inside the functions.
@@ -19,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from labelmill.baseline import loop_verdict
 from labelmill.evaluation import format_number, nan_to_none, quality_rows
 from labelmill.report_sections import (
     pipeline_table,
@@ -173,6 +175,14 @@ def _best_teacher_sentence(document: Mapping[str, Any]) -> str:
     )
 
 
+def _verdict(document: Mapping[str, Any]) -> str:
+    """The one sentence saying whether the loop beat seed-only and the best teacher."""
+    sentence = loop_verdict(document)
+    if sentence is None:
+        return ""
+    return f"<p class='verdict'><strong>{html.escape(sentence)}</strong></p>\n"
+
+
 def render_report(
     document: Mapping[str, Any],
     teachers: Sequence[Mapping[str, Any]] | None = None,
@@ -203,7 +213,7 @@ def render_report(
 created {html.escape(str(document["created_at"]))}. A system's <em>scored</em> count excludes
 documents it abstained on or failed.</p>
 <h2>Summary</h2>
-<p>{_best_teacher_sentence(document)}</p>
+{_verdict(document)}<p>{_best_teacher_sentence(document)}</p>
 {_summary_table(document)}
 <h2>Per-label F1</h2>
 <img src="data:image/png;base64,{f1_png}" alt="per-label F1">

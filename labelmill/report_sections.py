@@ -90,6 +90,7 @@ def pipeline_table(document: Mapping[str, Any]) -> str:
         ("student backbone", _get(student, "lineage", "backbone")),
         ("student train / dev rows", _rows(student)),
         ("student epochs run (best)", _epochs(student)),
+        ("seed-only baseline", _baseline(lineage.get("seed_baseline"))),
         ("gold", settings.get("gold_source")),
         ("gold seed fraction", settings.get("gold_seed_fraction")),
         ("threshold rule", settings.get("threshold_rule")),
@@ -100,6 +101,17 @@ def pipeline_table(document: Mapping[str, Any]) -> str:
         if value is not None
     )
     return f"<table class='pipeline'>{body}</table>" if body else ""
+
+
+def _baseline(baseline: Any) -> str | None:
+    """What seed-only was made from, in one line."""
+    if not isinstance(baseline, Mapping) or baseline.get("seed_rows") is None:
+        return None
+    return (
+        f"logistic regression per label (C={baseline.get('C')}, chosen on the seed) on "
+        f"{baseline.get('backbone')} embeddings of {baseline['seed_rows']} gold-seed rows; "
+        f"thresholds on {baseline.get('threshold_folds')}-fold out-of-fold probabilities"
+    )
 
 
 def _rows(student: Mapping[str, Any]) -> str | None:

@@ -13,8 +13,10 @@ safetensors Hugging Face directory with ``labelmill.json`` to ``student.output_d
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -32,10 +34,14 @@ from labelmill.jsonio import read_json
 from labelmill.layout import aggregate_file_uri, aggregate_labels_uri, student_dir
 from labelmill.models import resolve_model
 from labelmill.pipelines.runtime import ray_session
+from labelmill.student.training import untrusted_warning
 from labelmill.taxonomy import Taxonomy
 
 TRAIN_COLUMNS = ["text", "targets", "weight"]
-DEV_COLUMNS = [*TRAIN_COLUMNS, "gold", "gold_seed"]
+DEV_COLUMNS = [*TRAIN_COLUMNS, "gold", "gold_seed", "aggregate_labels"]
+# Rows of the student's own documents that the prevalence thresholds are measured on (dev
+# and a sample of train): a 1% label still has about 200 expected positives among them.
+THRESHOLD_SAMPLE_ROWS = 20_000
 _META_COLUMNS = ["taxonomy_version", "method", "lineage"]
 
 
@@ -56,6 +62,7 @@ class DistillJobSummary:
     best_dev_loss: float
     dev_micro_f1: float
     dev_macro_f1: float
+    aggregate_dev_micro_f1: float
     threshold_source: str
     train_seconds: float
     rows_trained: float
@@ -82,8 +89,14 @@ class DistillJobSummary:
                 ),
                 f"  training: {self.train_seconds:.1f} s, {self.docs_per_s:.1f} docs/s; "
                 f"job {self.seconds:.1f} s",
+                *([self.warning] if self.warning else []),
             ]
         )
+
+    @property
+    def warning(self) -> str | None:
+        """A warning line when the student is below its own aggregate on the dev gold rows."""
+        return untrusted_warning(self.dev_micro_f1, self.aggregate_dev_micro_f1)
 
 
 def _column(batch: pa.Table, name: str) -> list[Any]:
@@ -128,6 +141,7 @@ def prepare_batch(
             "split": pa.array(rows.split, pa.string()),
             "gold": pa.array(gold, pa.list_(pa.string())),
             "gold_seed": pa.array([bool(v) for v in seed], pa.bool_()),
+            "aggregate_labels": pa.array(_column(batch, "labels"), pa.list_(pa.string())),
             **{name: pa.array(_column(batch, name), pa.string()) for name in _META_COLUMNS},
         }
     )
@@ -187,6 +201,21 @@ def _check_inputs(config: LabelmillConfig) -> tuple[str, str]:
     return backbone, out_dir
 
 
+@contextlib.contextmanager
+def _ordered_blocks() -> Iterator[None]:
+    """Ray Data keeps the blocks in input order (by default a block that finishes first comes
+    first): with it, the train split's row order, and so the student, is the same for the
+    same ``student.seed``."""
+    from ray.data import DataContext
+
+    options = DataContext.get_current().execution_options
+    before, options.preserve_order = options.preserve_order, True
+    try:
+        yield
+    finally:
+        options.preserve_order = before
+
+
 def _prepare_datasets(config: LabelmillConfig, taxonomy: Taxonomy) -> tuple[Any, Any, list[dict]]:
     """Read the aggregate once -> materialized train / dev datasets and the distinct
     (taxonomy_version, method, lineage, count_all) records of all rows read."""
@@ -217,7 +246,12 @@ def _prepare_datasets(config: LabelmillConfig, taxonomy: Taxonomy) -> tuple[Any,
 
 
 def _lineage(
-    config: LabelmillConfig, meta: list[dict], fit: Any, scores: Any, rows: tuple[int, int]
+    config: LabelmillConfig,
+    meta: list[dict],
+    fit: Any,
+    scores: Any,
+    rows: tuple[int, int],
+    aggregate_f1: float,
 ) -> dict[str, Any]:
     """The export's lineage record (see the module doc of labelmill.student.export)."""
     summary = _read_summary(config)
@@ -232,6 +266,9 @@ def _lineage(
         "training_rows": rows[0],
         "dev_rows": rows[1],
         "threshold_source": scores.source,
+        "dev_micro_f1": None if np.isnan(scores.micro_f1) else scores.micro_f1,
+        "aggregate_dev_micro_f1": None if np.isnan(aggregate_f1) else aggregate_f1,
+        "trustworthy": untrusted_warning(scores.micro_f1, aggregate_f1) is None,
         "threshold_gold_rows": scores.gold_rows,
         "threshold_sources": list(scores.sources),
         "backbone": config.student.backbone,
@@ -260,6 +297,7 @@ def run_distill_job(config: LabelmillConfig) -> DistillJobSummary:
 
     from labelmill.pipelines.train_loop import fit_student, score_dev, storage_for
     from labelmill.student.export import export_student
+    from labelmill.student.training import decisions_f1
 
     started = time.perf_counter()
     taxonomy = Taxonomy.from_config(config.taxonomy)
@@ -269,7 +307,8 @@ def run_distill_job(config: LabelmillConfig) -> DistillJobSummary:
         import ray.exceptions
         import ray.train
 
-        train_ds, dev_ds, meta = _prepare_datasets(config, taxonomy)
+        with _ordered_blocks():
+            train_ds, dev_ds, meta = _prepare_datasets(config, taxonomy)
         rows_train, rows_dev = train_ds.count(), dev_ds.count()
         if rows_train < student.num_workers:
             raise DistillJobError(
@@ -294,8 +333,20 @@ def run_distill_job(config: LabelmillConfig) -> DistillJobSummary:
         except (ray.train.TrainingFailedError, ray.exceptions.RayError, RuntimeError) as exc:
             raise DistillJobError(f"training the student with Ray Train failed: {exc}") from exc
         dev_rows = dev_ds.take_all()
+        fraction = max(0, THRESHOLD_SAMPLE_ROWS - rows_dev) / rows_train
+        sample = (
+            train_ds if fraction >= 1.0 else train_ds.random_sample(fraction, seed=student.seed)
+        )
+        train_sample = sample.take_all() if fraction > 0 else []
     tokenizer = AutoTokenizer.from_pretrained(backbone, local_files_only=True)
-    scores = score_dev(fit.model, tokenizer, dev_rows, config)
+    scores = score_dev(fit.model, tokenizer, dev_rows, train_sample, config)
+    names = list(taxonomy.names)
+    aggregate_f1 = decisions_f1(
+        [r["aggregate_labels"] for r in dev_rows],
+        [r["gold"] for r in dev_rows],
+        [r["gold_seed"] for r in dev_rows],
+        names,
+    )
     metrics = {
         "best_dev_loss": fit.best_dev_loss,
         # dev F1 on the dev split's gold-seed rows; left out when it has none
@@ -304,7 +355,9 @@ def run_distill_job(config: LabelmillConfig) -> DistillJobSummary:
     }
     if scores.gold_rows:
         metrics.update(dev_micro_f1=scores.micro_f1, dev_macro_f1=scores.macro_f1)
-    lineage = _lineage(config, meta, fit, scores, (rows_train, rows_dev))
+        if not np.isnan(aggregate_f1):
+            metrics["aggregate_dev_micro_f1"] = aggregate_f1
+    lineage = _lineage(config, meta, fit, scores, (rows_train, rows_dev), aggregate_f1)
     remove_dir(out_dir)  # the one place a student directory is replaced (local or remote)
     export_student(
         fit.model,
@@ -328,6 +381,7 @@ def run_distill_job(config: LabelmillConfig) -> DistillJobSummary:
         best_dev_loss=fit.best_dev_loss,
         dev_micro_f1=scores.micro_f1,
         dev_macro_f1=scores.macro_f1,
+        aggregate_dev_micro_f1=aggregate_f1,
         threshold_source=scores.source,
         train_seconds=fit.train_seconds,
         rows_trained=fit.rows_trained,

@@ -4,6 +4,8 @@ Reads the aggregate labels (one row per document, with every teacher's probabili
 the aggregate's), keeps the documents with gold that are not in the gold seed, scores every
 system on exactly those documents with :mod:`labelmill.evaluation`, and writes
 ``<output_uri>/eval/metrics.json`` (schema in :mod:`labelmill.evaluation`) and ``report.html``.
+With a gold seed it also scores ``seed-only``, a model of the seed's gold alone
+(:mod:`labelmill.pipelines.baseline`), so the report can say whether the loop beat it.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from labelmill.aggregation import MIN_SEED_POSITIVES, ThresholdChoice, choose_thresholds
+from labelmill.baseline import BASELINE_NAME, loop_verdict
 from labelmill.config import LabelmillConfig
 from labelmill.documents import check_text
 from labelmill.errors import InputError
@@ -34,6 +37,7 @@ from labelmill.evaluation import (
 )
 from labelmill.jsonio import read_json
 from labelmill.layout import aggregate_file_uri, aggregate_labels_uri, eval_dir, student_dir
+from labelmill.pipelines.baseline import read_seed, score_seed_baseline, wants_seed_baseline
 from labelmill.pipelines.runtime import ray_session
 from labelmill.report import render_report
 from labelmill.taxonomy import Taxonomy
@@ -65,6 +69,8 @@ class EvaluateJobSummary:
         """The quality table (one line per system) and the output paths."""
         lines = [f"held-out gold documents: {self.document['n_documents']}"]
         lines.append(format_quality_table(self.document))
+        verdict = loop_verdict(self.document)
+        lines += [verdict] if verdict else []
         lines += [f"note: {note}" for note in self.notes]
         lines += [f"metrics: {self.metrics_path}", f"report:  {self.report_path}"]
         return "\n".join(lines)
@@ -211,62 +217,106 @@ def _aggregate_lineage(config: LabelmillConfig, table: pa.Table) -> dict[str, An
     }
 
 
-def score_all(
-    config: LabelmillConfig, table: pa.Table, thresholds: dict[str, ThresholdChoice]
-) -> tuple[dict[str, Any], list[str]]:
-    """Score every system on the held-out rows of ``table`` at its per-label ``thresholds``
-    (keys: teacher names and "aggregate"); return (document, notes)."""
-    taxonomy = Taxonomy.from_config(config.taxonomy)
-    names = list(taxonomy.names)
+def _check_taxonomy(table: pa.Table, taxonomy: Taxonomy) -> None:
     versions = set(table["taxonomy_version"].to_pylist())
     if versions != {taxonomy.version}:
         raise InputError(
             f"aggregate labels have taxonomy versions {sorted(map(str, versions))}, but the "
             f"config's taxonomy is {taxonomy.version!r}: re-run `labelmill aggregate`"
         )
-    y = gold_matrix(table["gold"].to_pylist(), names)
-    n_bins = config.evaluate.n_bins
+
+
+def _score_teachers(
+    table: pa.Table,
+    thresholds: dict[str, ThresholdChoice],
+    y: np.ndarray,
+    names: list[str],
+    n_bins: int,
+) -> tuple[dict[str, Any], dict[str, list[str]]]:
+    """Every teacher's metrics entry and threshold sources, by system name."""
     systems: dict[str, Any] = {}
     sources: dict[str, list[str]] = {}
     teacher_cells = table["teacher_probs"].to_pylist()
     for t, teacher in enumerate(_teacher_names(table)):
         cells = [row[t] if row is not None and len(row) > t else None for row in teacher_cells]
-        name = _system_name(teacher, {"aggregate", "student"})
+        name = _system_name(teacher, {"aggregate", "student", BASELINE_NAME})
         cut = thresholds[teacher]
         systems[name] = score_system(
             "teacher", y, probs_matrix(cells, len(names)), cut.thresholds, names, n_bins
         )
         sources[name] = list(cut.sources)
+    return systems, sources
+
+
+def _evaluate_settings(config: LabelmillConfig, sources: dict[str, list[str]]) -> dict[str, Any]:
+    """The evaluate section of the lineage: how every system was cut and scored."""
+    return {
+        "n_bins": config.evaluate.n_bins,
+        "fixed_threshold": config.aggregate.threshold,
+        "threshold_rule": "per label: F1 on the gold seed with >= "
+        f"{MIN_SEED_POSITIVES} seed positives, else expected F1 (student: its export; "
+        f"{BASELINE_NAME}: the rule on its out-of-fold seed probabilities)",
+        "threshold_sources": sources,
+        "gold_seed_fraction": config.gold.seed_fraction,
+        "gold_source": config.gold.uri or f"corpus column {config.corpus.gold_column!r}",
+    }
+
+
+def _score_student(
+    config: LabelmillConfig, table: pa.Table, y: np.ndarray, names: list[str]
+) -> tuple[dict[str, Any] | None, dict[str, Any] | None, str | None]:
+    """(entry, lineage, None) of the exported student, or (None, None, why not)."""
+    model_dir = student_dir(config)
+    fs, path = fsspec.core.url_to_fs(f"{model_dir.rstrip('/')}/labelmill.json")
+    if not fs.isfile(path):
+        return None, None, f"no exported student at {model_dir!r}; student not scored"
+    probs, extra = _student_probs(config, table["text"].to_pylist(), names)
+    cut = extra["thresholds"]
+    if config.aggregate.threshold is not None:
+        cut = [config.aggregate.threshold] * len(names)
+    entry = score_system("student", y, probs, cut, names, config.evaluate.n_bins)
+    return entry, extra["lineage"], None
+
+
+def score_all(
+    config: LabelmillConfig,
+    table: pa.Table,
+    thresholds: dict[str, ThresholdChoice],
+    seed: pa.Table | None = None,
+) -> tuple[dict[str, Any], list[str]]:
+    """Score every system on the held-out rows of ``table`` at its per-label ``thresholds``
+    (keys: teacher names and "aggregate"); with the gold-seed rows ``seed`` (id, text, gold;
+    see :func:`read_seed`) also ``seed-only``. Return (document, notes)."""
+    taxonomy = Taxonomy.from_config(config.taxonomy)
+    names = list(taxonomy.names)
+    _check_taxonomy(table, taxonomy)
+    y = gold_matrix(table["gold"].to_pylist(), names)
+    n_bins = config.evaluate.n_bins
+    systems, sources = _score_teachers(table, thresholds, y, names, n_bins)
+    notes: list[str] = []
+    baseline_lineage = None
+    if seed is not None:
+        baseline = score_seed_baseline(config, seed, table["text"].to_pylist(), y, names)
+        if baseline.entry is not None:
+            systems[BASELINE_NAME] = baseline.entry
+            sources[BASELINE_NAME] = baseline.sources
+        notes += [baseline.note] if baseline.note else []
+        baseline_lineage = baseline.lineage
     aggregate = probs_matrix(table["probs"].to_pylist(), len(names))
     cut = thresholds["aggregate"]
     systems["aggregate"] = score_system("aggregate", y, aggregate, cut.thresholds, names, n_bins)
     sources["aggregate"] = list(cut.sources)
     lineage: dict[str, Any] = {
         "aggregate": _aggregate_lineage(config, table),
-        "evaluate": {
-            "n_bins": n_bins,
-            "fixed_threshold": config.aggregate.threshold,
-            "threshold_rule": "per label: F1 on the gold seed with >= "
-            f"{MIN_SEED_POSITIVES} seed positives, else expected F1 (student: its export)",
-            "threshold_sources": sources,
-            "gold_seed_fraction": config.gold.seed_fraction,
-            "gold_source": config.gold.uri or f"corpus column {config.corpus.gold_column!r}",
-        },
+        "evaluate": _evaluate_settings(config, sources),
         "student": None,
+        "seed_baseline": baseline_lineage,
     }
-    notes: list[str] = []
     if config.evaluate.include_student:
-        model_dir = student_dir(config)
-        fs, path = fsspec.core.url_to_fs(f"{model_dir.rstrip('/')}/labelmill.json")
-        if fs.isfile(path):
-            probs, extra = _student_probs(config, table["text"].to_pylist(), names)
-            cut = extra["thresholds"]
-            if config.aggregate.threshold is not None:
-                cut = [config.aggregate.threshold] * len(names)
-            systems["student"] = score_system("student", y, probs, cut, names, n_bins)
-            lineage["student"] = extra["lineage"]
-        else:
-            notes.append(f"no exported student at {model_dir!r}; student not scored")
+        entry, lineage["student"], note = _score_student(config, table, y, names)
+        if entry is not None:
+            systems["student"] = entry
+        notes += [note] if note else []
     created = datetime.now(UTC).isoformat(timespec="seconds")
     document = add_lift(
         build_metrics_document(names, taxonomy.version, table.num_rows, systems, lineage, created)
@@ -282,12 +332,14 @@ def _write_text(uri: str, text: str) -> None:
 
 
 def run_evaluate_job(config: LabelmillConfig) -> EvaluateJobSummary:
-    """Score teachers, aggregate and student on held-out gold; write metrics.json, report.html."""
+    """Score teachers, aggregate, student and seed-only on held-out gold; write metrics.json
+    and report.html."""
     names = list(Taxonomy.from_config(config.taxonomy).names)
     with ray_session(config.ray):
         table = read_held_out(config)
         thresholds = system_thresholds(config, _teacher_names(table), names)
-    document, notes = score_all(config, table, thresholds)
+        seed = read_seed(config) if wants_seed_baseline(config) else None
+    document, notes = score_all(config, table, thresholds, seed)
     out = eval_dir(config)
     metrics_path, report_path = f"{out}/metrics.json", f"{out}/report.html"
     _write_text(metrics_path, to_json(document))

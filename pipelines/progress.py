@@ -36,7 +36,7 @@ def schedule(loop_config: dict[str, Any]) -> tuple[int, int]:
 
     settings = StudentConfig.model_validate(loop_config["student"])
     epochs, total, _ = training_schedule(int(loop_config["rows_train"]), settings)
-    return epochs, total // epochs
+    return epochs, total // max(epochs, 1)  # epochs 0: the linear probe alone
 
 
 def report_event(loop_config: dict[str, Any], metrics: list[dict[str, Any]]) -> dict | None:

@@ -102,9 +102,58 @@ def _dev_sums(module: Any, batches: Iterator[dict[str, Any]], loss_fn: Any) -> t
     return total, weight
 
 
+def _probe(module: Any, shard: Any, tokenizer: Any, settings: StudentConfig, names: list[str]):
+    """The linear probe of LP-FT: fit the head on the frozen encoder's pooled features of the
+    whole train split (every worker its shard, gradients summed over workers)."""
+    import torch.distributed as dist
+
+    from labelmill.student.model import embed_batches, fit_linear_head
+
+    batches = _batches(shard, tokenizer, settings, len(names), [0], None)
+    features, targets, weights = embed_batches(module, batches)
+    reduce = None
+    if dist.is_available() and dist.is_initialized():
+
+        def reduce(tensor: Any) -> Any:
+            tensor = tensor.clone()
+            dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+            return tensor
+
+    return fit_linear_head(
+        module.classifier, features, targets, weights, settings.probe_l2, all_reduce=reduce
+    )
+
+
+def _report_epoch(module: Any, metrics: dict[str, Any], improved: bool, rank: int) -> None:
+    """Report an epoch's metrics; rank 0 attaches a checkpoint when the dev loss improved."""
+    import ray.train
+
+    if improved and rank == 0:
+        with tempfile.TemporaryDirectory(prefix="labelmill-ckpt-") as tmp:
+            module.save_pretrained(tmp, safe_serialization=True)
+            ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp))
+    else:
+        ray.train.report(metrics)
+
+
+def _seed_everything(settings: StudentConfig) -> None:
+    """``student.seed`` fixes the head, dropout and shuffles; deterministic kernels where
+    torch has them (warn_only: a GPU op without one warns instead of failing the run)."""
+    import torch
+
+    if not settings.use_gpu:
+        torch.set_num_threads(max(1, int(settings.cpus_per_worker)))
+    torch.manual_seed(settings.seed)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+
+
 def train_student_worker(loop_config: dict[str, Any]) -> dict[str, float]:
     """Ray Train entry point; ``loop_config`` holds ``student`` (StudentConfig dump),
-    ``backbone_path``, ``names`` (taxonomy order) and ``rows_train`` (for the schedule)."""
+    ``backbone_path``, ``names`` (taxonomy order) and ``rows_train`` (for the schedule).
+
+    Epoch 0 is the linear probe (with ``student.linear_probe``): the head fitted on frozen
+    features, scored and checkpointed like any epoch, so fine-tuning is kept only where it
+    lowers the dev loss below the probe's."""
     import ray.train
     import ray.train.torch
     import torch
@@ -121,25 +170,45 @@ def train_student_worker(loop_config: dict[str, Any]) -> dict[str, float]:
 
     settings = StudentConfig.model_validate(loop_config["student"])
     names: list[str] = list(loop_config["names"])
-    backbone = str(loop_config["backbone_path"])
-    if not settings.use_gpu:
-        torch.set_num_threads(max(1, int(settings.cpus_per_worker)))
-    torch.manual_seed(settings.seed)
-    tokenizer = AutoTokenizer.from_pretrained(backbone, local_files_only=True)
-    model = build_student(backbone, len(names), dict(enumerate(names)))
+    _seed_everything(settings)
+    tokenizer = AutoTokenizer.from_pretrained(
+        str(loop_config["backbone_path"]), local_files_only=True
+    )
+    model = build_student(str(loop_config["backbone_path"]), len(names), dict(enumerate(names)))
     model = ray.train.torch.prepare_model(model)
     module = getattr(model, "module", model)
+    loss_fn = loss_function(settings)
+    train_shard = ray.train.get_dataset_shard("train")
+    dev_shard = ray.train.get_dataset_shard("dev")
+    rank = ray.train.get_context().get_world_rank()
+
+    def dev_loss() -> float:
+        batches = _batches(dev_shard, tokenizer, settings, len(names), [0], None)
+        total, weight = _all_reduce_sum(list(_dev_sums(module, batches, loss_fn)))
+        if weight <= 0.0:
+            raise InputError("the dev split yielded no rows to compute a dev loss on")
+        return total / weight
+
+    tracker = EarlyStopping(settings.patience)
+    train_seconds, rows_trained = 0.0, 0.0
+    if settings.linear_probe:
+        started = time.perf_counter()
+        probe_loss = _probe(module, train_shard, tokenizer, settings, names)
+        train_seconds += time.perf_counter() - started
+        loss = dev_loss()
+        tracker.record_baseline(loss)
+        metrics = {"epoch": 0, "train_loss": probe_loss, DEV_LOSS_KEY: loss, "best_dev_loss": loss}
+        _report_epoch(
+            module,
+            {**metrics, "best_epoch": 0, "train_seconds": train_seconds, "rows_trained": 0.0},
+            True,
+            rank,
+        )
     optimizer = torch.optim.AdamW(parameter_groups(model, settings))
     epochs, total_steps, warmup = training_schedule(int(loop_config["rows_train"]), settings)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: lr_multiplier(step, total_steps, warmup)
     )
-    loss_fn = loss_function(settings)
-    train_shard = ray.train.get_dataset_shard("train")
-    dev_shard = ray.train.get_dataset_shard("dev")
-    rank = ray.train.get_context().get_world_rank()
-    tracker = EarlyStopping(settings.patience)
-    train_seconds, rows_trained = 0.0, 0.0
     for epoch in range(1, epochs + 1):
         counter = [0]
         started = time.perf_counter()
@@ -148,32 +217,20 @@ def train_student_worker(loop_config: dict[str, Any]) -> dict[str, float]:
         )
         local_train_loss = train_epoch(model, batches, optimizer, loss_fn, scheduler)
         train_seconds += time.perf_counter() - started
-        dev_total, dev_weight = _dev_sums(
-            module, _batches(dev_shard, tokenizer, settings, len(names), [0], None), loss_fn
-        )
-        loss_sum, dev_total, dev_weight, epoch_rows = _all_reduce_sum(
-            [local_train_loss * counter[0], dev_total, dev_weight, float(counter[0])]
-        )
-        if dev_weight <= 0.0:
-            raise InputError("the dev split yielded no rows to compute a dev loss on")
+        loss_sum, epoch_rows = _all_reduce_sum([local_train_loss * counter[0], float(counter[0])])
         rows_trained += epoch_rows
-        dev_loss = dev_total / dev_weight
-        improved = tracker.update(dev_loss)
+        loss = dev_loss()
+        improved = tracker.update(loss)
         metrics = {
             "epoch": epoch,
             "train_loss": loss_sum / max(epoch_rows, 1.0),
-            DEV_LOSS_KEY: dev_loss,
+            DEV_LOSS_KEY: loss,
             "best_dev_loss": tracker.best_loss,
             "best_epoch": tracker.best_epoch,
             "train_seconds": train_seconds,
             "rows_trained": rows_trained,
         }
-        if improved and rank == 0:
-            with tempfile.TemporaryDirectory(prefix="labelmill-ckpt-") as tmp:
-                module.save_pretrained(tmp, safe_serialization=True)
-                ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp))
-        else:
-            ray.train.report(metrics)
+        _report_epoch(module, metrics, improved, rank)
         if tracker.should_stop:
             break
     return {
@@ -183,6 +240,17 @@ def train_student_worker(loop_config: dict[str, Any]) -> dict[str, float]:
         "train_seconds": train_seconds,
         "rows_trained": rows_trained,
     }
+
+
+def _ordered_ingest() -> Any:
+    """Ray Train's data config with ``preserve_order``: each epoch reads the blocks in one
+    order, so that ``student.seed`` fixes the batches (with one worker; several workers get
+    their shards from Ray Data's dynamic split)."""
+    import ray.train
+
+    options = ray.train.DataConfig.default_ingest_options()
+    options.preserve_order = True
+    return ray.train.DataConfig(execution_options=options)
 
 
 @dataclass
@@ -227,7 +295,8 @@ def fit_student(
     errors (``ray.train.TrainingFailedError``) propagate."""
     import ray.train
     from ray.train.torch import TorchTrainer
-    from transformers import AutoModelForSequenceClassification
+
+    from labelmill.student.model import load_pooled_classifier
 
     name = f"distill-{datetime.now(UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
     trainer = TorchTrainer(
@@ -252,6 +321,7 @@ def fit_student(
             ),
         ),
         datasets={"train": train_ds, "dev": dev_ds},
+        dataset_config=_ordered_ingest(),
     )
     result = trainer.fit()
     checkpoint = result.get_best_checkpoint(DEV_LOSS_KEY, "min") or result.checkpoint
@@ -259,9 +329,7 @@ def fit_student(
     if checkpoint is None or not isinstance(final, dict):
         raise JobError(f"the Ray Train run {name!r} reported no checkpoint or no summary")
     with checkpoint.as_directory() as ckpt_dir:
-        model = AutoModelForSequenceClassification.from_pretrained(
-            ckpt_dir, local_files_only=True, trust_remote_code=False
-        )
+        model = load_pooled_classifier(ckpt_dir)
     _remove_run(run_path(storage.uri, name), storage)
     return FitResult(
         model=model,
@@ -299,20 +367,34 @@ def storage_for(output_uri: str) -> TrainStorage:
 
 
 def score_dev(
-    model: Any, tokenizer: Any, dev_rows: list[dict[str, Any]], config: LabelmillConfig
+    model: Any,
+    tokenizer: Any,
+    dev_rows: list[dict[str, Any]],
+    train_sample: list[dict[str, Any]],
+    config: LabelmillConfig,
 ) -> Any:
-    """The best student's dev probabilities -> per-label thresholds and dev F1 (DevScores)."""
+    """The best student's probabilities on the dev rows and a sample of its train rows ->
+    per-label thresholds and dev F1 (DevScores, see
+    :func:`labelmill.student.training.student_thresholds`)."""
     from labelmill.student.model import predict_proba
     from labelmill.student.training import student_thresholds
 
     names = [label.name for label in config.taxonomy.labels]
+    rows = [*dev_rows, *train_sample]
     probs = predict_proba(
         model,
         tokenizer,
-        [row["text"] for row in dev_rows],
+        [row["text"] for row in rows],
         config.student.batch_size,
         config.student.max_length,
     )
+    targets = np.asarray([row["targets"] for row in rows], dtype=np.float64)
+    dev = len(dev_rows)
     return student_thresholds(
-        probs, [row["gold"] for row in dev_rows], [row["gold_seed"] for row in dev_rows], names
+        probs[:dev],
+        [row["gold"] for row in dev_rows],
+        [row["gold_seed"] for row in dev_rows],
+        names,
+        probs,
+        targets.reshape(len(rows), len(names)),
     )

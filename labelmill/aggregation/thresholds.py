@@ -13,6 +13,13 @@ own threshold, by one rule used for every system (teachers, aggregate, student):
   "Optimizing F-measures: a tale of two approaches"). No gold needed;
 * ``default``: 0.5 for a label without any scored document.
 
+A trained student's probabilities are not a calibrated belief (it may be confident or shy
+by how it was trained), so its own fallback is ``prevalence`` instead of ``expected_f1``
+(:func:`prevalence_thresholds`): the cut at which its share of positives on its own
+documents equals the label's expected prevalence under its training targets (gold on the seed,
+the aggregate's calibrated probabilities elsewhere). The student is trusted to rank, not to
+be calibrated.
+
 Everything is computed from additive histograms (:class:`ThresholdStats`, one per system),
 so a Ray job sums per-batch statistics and nothing per document reaches the driver. Candidate
 thresholds are the bin edges: :data:`THRESHOLD_BINS` bins, uniform in logit space over
@@ -38,7 +45,7 @@ THRESHOLD_BINS = 1000
 _LOGIT_EDGES = np.linspace(-LOGIT_CLIP, LOGIT_CLIP, THRESHOLD_BINS + 1)
 # Candidate j predicts "positive" for bins >= j; j = 0 is "every document" (threshold 0).
 CANDIDATES = np.concatenate([[0.0], sigmoid(_LOGIT_EDGES[1:THRESHOLD_BINS])])
-THRESHOLD_SOURCES = ("gold_seed", "expected_f1", "default", "fixed")
+THRESHOLD_SOURCES = ("gold_seed", "expected_f1", "prevalence", "default", "fixed")
 
 
 def _check_thresholds(thresholds: Any, n_labels: int) -> np.ndarray:
@@ -226,3 +233,25 @@ def tune_thresholds(
     probs: (N, K) (NaN: unscored), targets: (N, K) 0/1 | None -> ThresholdChoice
     """
     return choose_thresholds(threshold_stats(probs, targets), min_positives)
+
+
+def prevalence_thresholds(probs: Any, rates: Any) -> np.ndarray:
+    """Per-label cut with ``rates[k]`` of the documents at or above it (source ``prevalence``).
+
+    probs: (N, K), rates: (K,) in [0, 1] -> (K,). The cut is the ``round(rate * N)``-th largest
+    probability (ties included); 1.0 where that count is 0 (the label is never predicted
+    unless a probability is exactly 1).
+    """
+    p = check_probs(probs)
+    if np.isnan(p).any():
+        raise ValueError("probs must not contain NaN (score only usable rows)")
+    r = as_float_array(rates, "rates")
+    if r.shape != (p.shape[1],) or np.any(np.isnan(r)) or np.any((r < 0.0) | (r > 1.0)):
+        raise ValueError(f"rates must be ({p.shape[1]},) values in [0, 1], got {r.tolist()!r}")
+    if p.shape[0] == 0:
+        raise ValueError("probs must hold at least one row")
+    counts = np.rint(r * p.shape[0]).astype(np.int64)
+    ordered = -np.sort(-p, axis=0)  # descending per label
+    index = np.clip(counts - 1, 0, p.shape[0] - 1)
+    cut = ordered[index, np.arange(p.shape[1])]
+    return np.where(counts > 0, cut, 1.0)

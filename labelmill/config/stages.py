@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from labelmill.config.base import StrictModel
 
@@ -112,16 +112,18 @@ class StudentConfig(StrictModel):
     max_length: int = Field(default=128, ge=8, description="Tokens per document (cut beyond).")
     batch_size: int = Field(default=32, ge=1, description="Training batch size per worker.")
     epochs: int = Field(
-        default=5,
-        ge=1,
-        description="Epochs to run at least (more on small splits, see `min_steps`; early "
-        "stopping may end sooner).",
+        default=2,
+        ge=0,
+        description="Fine-tuning epochs to run at least, after the linear probe (more on small "
+        "splits, see `min_steps`; early stopping may end sooner). 0: the probe alone (needs "
+        "`linear_probe`), the cheapest student on a CPU.",
     )
     min_steps: int = Field(
-        default=150,
+        default=0,
         ge=0,
         description="Optimizer steps to reach at least: small splits get more epochs "
-        "(up to `max_epochs`), since a few hundred rows give too few steps per epoch.",
+        "(up to `max_epochs`). 0 by default, since the linear probe already fits the head; "
+        "without the probe a few hundred rows give too few steps for it.",
     )
     max_epochs: int = Field(
         default=20, ge=1, description="Cap on the epochs that `min_steps` may add."
@@ -133,16 +135,25 @@ class StudentConfig(StrictModel):
         description="Share of the optimizer steps with a linear learning-rate warm-up; the "
         "rate then decays linearly to 0 at the last step.",
     )
+    linear_probe: bool = Field(
+        default=True,
+        description="Before fine-tuning, fit the head alone on the frozen encoder's mean-pooled "
+        "features (full-batch L-BFGS; LP-FT, Kumar et al. 2022). The probe is scored and "
+        "checkpointed as epoch 0, so fine-tuning is kept only where it lowers the dev loss.",
+    )
+    probe_l2: float = Field(
+        default=1e-4,
+        ge=0.0,
+        description="L2 penalty on the probe's head weights (times the sum of their squares).",
+    )
     learning_rate: float = Field(
-        default=1e-4, gt=0.0, description="AdamW learning rate of the pretrained encoder."
+        default=3e-5, gt=0.0, description="AdamW learning rate of the pretrained encoder."
     )
     head_learning_rate: float = Field(
-        default=3e-3,
+        default=1e-3,
         gt=0.0,
-        description="AdamW learning rate of the pooler and the classification head. Sentence "
-        "encoders such as all-MiniLM-L6-v2 are trained for mean pooling, so their [CLS] pooler "
-        "features barely vary between documents; at the encoder's rate the head learns only the "
-        "label priors (measured: test ROC-AUC 0.57 after 2 epochs at 1e-4, 0.94 at 3e-3).",
+        description="AdamW learning rate of the classification head while fine-tuning (it "
+        "starts from the linear probe, so it needs no larger rate than this).",
     )
     weight_decay: float = Field(default=0.01, ge=0.0, description="AdamW weight decay.")
     loss: Literal["bce", "asymmetric"] = Field(
@@ -152,9 +163,11 @@ class StudentConfig(StrictModel):
     asl_gamma_neg: float = Field(default=4.0, ge=0.0, description="Asymmetric loss gamma-.")
     asl_clip: float = Field(default=0.05, ge=0.0, lt=1.0, description="Asymmetric loss clip.")
     confidence_weighting: bool = Field(
-        default=True,
+        default=False,
         description="Weight each training row by the aggregate's confidence (mean |2p - 1| over "
-        "labels, floored at `min_row_weight`).",
+        "labels, floored at `min_row_weight`). Off by default: it weighs rows by their "
+        "confident negatives, which is what a rare label's row is made of (measured on the "
+        "taxonomy sweep: no gain).",
     )
     min_row_weight: float = Field(
         default=0.1, gt=0.0, le=1.0, description="Floor of a row's confidence weight."
@@ -191,12 +204,29 @@ class StudentConfig(StrictModel):
     )
 
 
+    @model_validator(mode="after")
+    def _something_trains(self) -> StudentConfig:
+        if self.epochs == 0 and not self.linear_probe:
+            raise ValueError(
+                "student.epochs is 0 and student.linear_probe is false: nothing would train "
+                "(set epochs >= 1 or linear_probe: true)"
+            )
+        return self
+
+
 class EvaluateConfig(StrictModel):
     """Scoring teachers, aggregate and student against gold (`labelmill evaluate`)."""
 
     n_bins: int = Field(default=10, ge=2, description="Bins of the calibration error / diagram.")
     include_student: bool = Field(
         default=True, description="Score the exported student too (when it exists)."
+    )
+    seed_baseline: bool = Field(
+        default=True,
+        description="Also train and score `seed-only` (kind `baseline`): a logistic regression "
+        "per label on the student backbone's mean-pooled embeddings of the gold seed alone, "
+        "thresholds tuned out of fold on the seed. Needs gold.seed_fraction > 0; the yardstick "
+        "the loop must beat.",
     )
 
 

@@ -88,8 +88,12 @@ def _model_card(meta: dict[str, Any], model_type: str) -> str:
         "# labelmill student",
         "",
         f"A `{model_type}` multi-label text classifier distilled by labelmill from aggregated "
-        "teacher pseudo-labels. Load it with `AutoModelForSequenceClassification`; apply a "
-        "sigmoid to the logits and compare each label's probability to its threshold.",
+        "teacher pseudo-labels: the encoder's token states are mean-pooled over the attention "
+        "mask and L2-normalised, then a linear head gives one logit per label. Load it with "
+        "`labelmill.student.model.load_pooled_classifier(path)` (the encoder alone loads with "
+        "`transformers.AutoModel`; the head is `labelmill_head.weight` / `.bias` in "
+        "`model.safetensors`), apply a sigmoid to the logits and compare each label's "
+        "probability to its threshold.",
         "",
         f"Taxonomy version: `{meta['taxonomy']['version']}` ({len(names)} labels).",
         "",

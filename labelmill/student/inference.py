@@ -58,7 +58,9 @@ def load_student(
     ``max_length`` given; capped by the model's position embeddings. Never runs remote code
     and never contacts a hub.
     """
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from transformers import AutoTokenizer
+
+    from labelmill.student.model import load_pooled_classifier
 
     path = Path(model_dir)
     if not path.is_dir():
@@ -70,9 +72,7 @@ def load_student(
     trained = (meta["lineage"].get("student_config") or {}).get("max_length")
     if isinstance(trained, int) and not isinstance(trained, bool) and trained > 0:
         max_length = trained
-    model = AutoModelForSequenceClassification.from_pretrained(
-        str(path), trust_remote_code=False, local_files_only=True, use_safetensors=True
-    )
+    model = load_pooled_classifier(path)
     model_names = [model.config.id2label[i] for i in range(int(model.config.num_labels))]
     if model_names != names:
         raise ValueError(

@@ -16,7 +16,12 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import numpy as np
 
 from labelmill._validation import check_probs
-from labelmill.aggregation import choose_thresholds, threshold_probs, threshold_stats
+from labelmill.aggregation import (
+    choose_thresholds,
+    prevalence_thresholds,
+    threshold_probs,
+    threshold_stats,
+)
 from labelmill.config import StudentConfig
 from labelmill.layout import is_dev
 from labelmill.metrics import precision_recall_f1
@@ -116,6 +121,13 @@ class EarlyStopping:
         self.best_epoch = 0
         self.epochs_run = 0
         self.bad_epochs = 0
+
+    def record_baseline(self, loss: float) -> None:
+        """Record the dev loss of the model before any epoch (the linear probe): the best so
+        far, as epoch 0, without counting an epoch."""
+        if not (isinstance(loss, int | float) and math.isfinite(loss)):
+            raise ValueError(f"dev loss must be a finite number, got {loss!r}")
+        self.best_loss, self.best_epoch = float(loss), 0
 
     def update(self, loss: float) -> bool:
         """Record one epoch's dev loss; return whether it is the new best."""
@@ -290,14 +302,17 @@ def student_thresholds(
     gold: Sequence[Sequence[str] | None],
     gold_seed: Sequence[bool | None],
     names: Sequence[str],
+    corpus_probs: Any,
+    corpus_targets: Any,
 ) -> DevScores:
-    """Per-label thresholds of the student by the rule every system is scored with
-    (:func:`labelmill.aggregation.choose_thresholds`) on its dev split: F1 on the dev split's
-    gold-seed rows where a label has enough positives there, else the expected-F1 rule on the
-    student's own dev probabilities.
+    """Per-label thresholds of the student: F1 on the dev split's gold-seed rows where a label
+    has at least MIN_SEED_POSITIVES positives (and a negative) there, as for every system;
+    elsewhere the ``prevalence`` rule (see :mod:`labelmill.aggregation.thresholds`): the cut
+    at which the student labels as many of its documents as its targets expect.
 
     student_probs: (N, K) dev probabilities, gold: N label lists (None: no gold), gold_seed:
-    (N,) -> DevScores
+    (N,); corpus_probs: (M, K) the student's probabilities on its own documents (dev and a
+    sample of train), corpus_targets: (M, K) their training targets -> DevScores
     """
     probs = check_probs(student_probs, "student_probs")
     n, k = probs.shape
@@ -307,17 +322,27 @@ def student_thresholds(
         raise ValueError(f"gold ({len(gold)}) and gold_seed ({len(gold_seed)}) need {n} rows")
     if n == 0:
         raise ValueError("no dev rows to tune thresholds on")
+    sample = check_probs(corpus_probs, "corpus_probs")
+    expected = check_probs(corpus_targets, "corpus_targets")
+    if sample.shape != expected.shape or sample.shape[1:] != (k,):
+        raise ValueError(
+            f"corpus_probs {sample.shape} and corpus_targets {expected.shape} must be (M, {k})"
+        )
     seed = np.array([gold[i] is not None and bool(gold_seed[i]) for i in range(n)], dtype=bool)
     targets = np.array(
         [gold_targets(gold[i], names) if seed[i] else [0.0] * k for i in range(n)]
     ).reshape(n, k)
     choice = choose_thresholds(threshold_stats(probs, targets, seed))
+    by_seed = np.array([source == "gold_seed" for source in choice.sources])
+    by_rate = prevalence_thresholds(sample, expected.mean(axis=0))
+    thresholds = np.where(by_seed, choice.thresholds, by_rate)
+    sources = tuple("gold_seed" if s else "prevalence" for s in by_seed)
     micro = macro = float("nan")
     if seed.any():
-        pred = threshold_probs(probs[seed], choice.thresholds).astype(float)
+        pred = threshold_probs(probs[seed], thresholds).astype(float)
         scores = precision_recall_f1(targets[seed], pred)
         micro, macro = scores["micro_f1"], scores["macro_f1"]
-    return DevScores(choice.thresholds, choice.sources, micro, macro, int(seed.sum()))
+    return DevScores(thresholds, sources, micro, macro, int(seed.sum()))
 
 
 def lr_multiplier(step: int, total_steps: int, warmup_steps: int) -> float:
@@ -343,3 +368,40 @@ def training_schedule(rows: int, config: StudentConfig) -> tuple[int, int, int]:
     epochs = min(epochs, max(config.max_epochs, config.epochs))
     total = epochs * per_epoch
     return epochs, total, round(config.warmup_fraction * total)
+
+
+def decisions_f1(
+    labels: Sequence[Sequence[str] | None],
+    gold: Sequence[Sequence[str] | None],
+    gold_seed: Sequence[bool | None],
+    names: Sequence[str],
+) -> float:
+    """Micro-F1 of label-set decisions against gold on the gold-seed rows (NaN without any).
+
+    labels, gold: N label lists (None: none / no gold), gold_seed: (N,). The aggregate's
+    decisions on the dev split's seed rows are what the student is compared with.
+    """
+    if not len(labels) == len(gold) == len(gold_seed):
+        raise ValueError(
+            f"labels ({len(labels)}), gold ({len(gold)}) and gold_seed need one length"
+        )
+    rows = [i for i in range(len(gold)) if gold[i] is not None and bool(gold_seed[i])]
+    if not rows:
+        return float("nan")
+    truth = np.array([gold_targets(gold[i], names) for i in rows])
+    pred = np.array([gold_targets(labels[i] or [], names) for i in rows])
+    return float(precision_recall_f1(truth, pred)["micro_f1"])
+
+
+def untrusted_warning(student_f1: float, aggregate_f1: float) -> str | None:
+    """The warning when the student's dev-gold micro-F1 is below its aggregate's on the same
+    rows (None when it is not, or when either figure is missing)."""
+    if not (math.isfinite(student_f1) and math.isfinite(aggregate_f1)):
+        return None
+    if student_f1 >= aggregate_f1:
+        return None
+    return (
+        f"warning: the student is below its own aggregate on the dev gold rows (micro-F1 "
+        f"{student_f1:.3f} vs {aggregate_f1:.3f}): do not deploy it in place of the aggregate "
+        "without checking `labelmill evaluate`"
+    )

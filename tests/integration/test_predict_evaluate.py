@@ -27,12 +27,15 @@ WORDS = (
 )
 
 
-def make_config(tmp: Path, student: Path, **extra: object) -> LabelmillConfig:
+def make_config(
+    tmp: Path, student: Path, backbone: Path | None = None, **extra: object
+) -> LabelmillConfig:
+    backbone_setting = {} if backbone is None else {"backbone": str(backbone)}
     return job_config(
         {"uri": str(tmp / "corpus.parquet")},
         [],  # predict and evaluate read the student and the aggregate: no teacher runs
         tmp / "run",
-        student={"output_dir": str(student)},
+        student={"output_dir": str(student), **backbone_setting},
         predict={"batch_size": 8, "concurrency": 1},
         ray={"light_stage_cpus": 0.25},
         **extra,
@@ -65,9 +68,11 @@ def corpus(tmp_path: Path) -> dict[str, str | None]:
 
 def reference_probs(student: Path, texts: list[str]) -> np.ndarray:
     import torch
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from transformers import AutoTokenizer
 
-    model = AutoModelForSequenceClassification.from_pretrained(str(student)).eval()
+    from labelmill.student.model import load_pooled_classifier
+
+    model = load_pooled_classifier(student)
     tokenizer = AutoTokenizer.from_pretrained(str(student))
     out = []
     with torch.no_grad():
@@ -118,7 +123,7 @@ def test_predict_keeps_every_row(
 
 
 def write_aggregate(config: LabelmillConfig, texts: dict[str, str | None]) -> None:
-    """Twelve aggregate rows: ten held-out gold, one gold seed, one without gold."""
+    """Eighteen aggregate rows: ten held-out gold, seven gold seed, one without gold."""
     rng = np.random.default_rng(1)
     version = Taxonomy.from_config(config.taxonomy).version
     rows = []
@@ -126,6 +131,7 @@ def write_aggregate(config: LabelmillConfig, texts: dict[str, str | None]) -> No
         rows.append((doc_id, texts[doc_id], n))
     rows += [("d-null", None, 8), ("d08", texts["d08"], 9), ("d09", texts["d09"], 10)]
     rows.append(("d10", texts["d10"], 11))
+    rows += [(f"d{n - 1:02d}", texts[f"d{n - 1:02d}"], n) for n in range(12, 18)]  # more seed
     records = []
     for doc_id, text, n in rows:
         gold = [NAMES[k] for k in range(4) if rng.random() < 0.4]
@@ -142,7 +148,7 @@ def write_aggregate(config: LabelmillConfig, texts: dict[str, str | None]) -> No
                 "id": doc_id,
                 "text": text,
                 "gold": None if n == 11 else gold,
-                "gold_seed": n == 10,
+                "gold_seed": n == 10 or n >= 12,
                 "teachers": ["t1", "t2"],
                 "teacher_probs": [t1, t2],
                 "probs": probs,
@@ -165,13 +171,22 @@ def write_aggregate(config: LabelmillConfig, texts: dict[str, str | None]) -> No
 
 
 def test_evaluate_scores_every_system(
-    ray_local, tmp_path: Path, student_dir: Path, corpus, capsys: pytest.CaptureFixture[str]
+    ray_local,
+    tmp_path: Path,
+    student_dir: Path,
+    tiny_bert: Path,
+    corpus,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
-    config = make_config(tmp_path, student_dir)
+    # a gold seed: seed-only is trained on its 7 rows, on the (tiny) student backbone
+    config = make_config(tmp_path, student_dir, tiny_bert, gold={"seed_fraction": 0.2})
     write_aggregate(config, corpus)
     assert main(["evaluate", write_yaml(config, tmp_path / "job.yaml")]) == 0
     table = capsys.readouterr().out
-    assert all(name in table for name in ("t1", "t2", "aggregate", "student", "metrics.json"))
+    names = ("t1", "t2", "seed-only", "aggregate", "student", "metrics.json")
+    assert all(name in table for name in names)
+    verdict = next(line for line in table.splitlines() if line.startswith("The loop"))
+    assert verdict.startswith("The loop (its student, micro-F1 ") and "seed-only (" in verdict
 
     doc = json.loads(Path(eval_dir(config), "metrics.json").read_text(encoding="utf-8"))
     assert doc["format_version"] == 1 and doc["n_documents"] == 10
@@ -179,15 +194,23 @@ def test_evaluate_scores_every_system(
     assert {n: s["kind"] for n, s in systems.items()} == {
         "t1": "teacher",
         "t2": "teacher",
+        "seed-only": "baseline",
         "aggregate": "aggregate",
         "student": "student",
     }
     assert {n: s["n_scored"] for n, s in systems.items()} == {
         "t1": 10,
         "t2": 7,
+        "seed-only": 9,  # d-null has no text to embed
         "aggregate": 9,
         "student": 9,
     }
+    assert doc["best_teacher"] in ("t1", "t2")  # never the baseline
+    baseline = doc["lineage"]["seed_baseline"]
+    assert baseline["seed_rows"] == 7 and baseline["backbone"] == str(tiny_bert)
+    losses = baseline["C_log_loss"]  # C: the lowest out-of-fold log-loss on the seed
+    assert baseline["C"] == float(min(losses, key=losses.get)) and len(losses) == 4
+    assert len(systems["seed-only"]["thresholds"]) == len(NAMES)
     assert systems["student"]["thresholds"] == THRESHOLDS
     assert doc["lineage"]["aggregate"]["summary"] == {"method": "majority"}
     assert doc["lineage"]["student"]["model_version"].startswith(doc["taxonomy"]["version"])
@@ -195,3 +218,4 @@ def test_evaluate_scores_every_system(
         assert 0.0 <= entry["micro_f1"] <= 1.0 and set(entry["per_label"]) == set(NAMES)
     page = Path(eval_dir(config), "report.html").read_text(encoding="utf-8")
     assert page.count('<img src="data:image/png;base64,') == 2
+    assert f"<p class='verdict'><strong>{verdict}</strong></p>" in page

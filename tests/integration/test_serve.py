@@ -110,11 +110,13 @@ def endpoint(ray_local: Any, students: dict[str, Path], standin: StandinServer) 
 
 
 def reference_probs(student: Path, texts: list[str]) -> np.ndarray:
-    """Scores with plain transformers (max_length 16, as the artifact's lineage says)."""
+    """Scores with the one-line loader and plain torch (max_length 16, as the lineage says)."""
     import torch
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from transformers import AutoTokenizer
 
-    model = AutoModelForSequenceClassification.from_pretrained(str(student)).eval()
+    from labelmill.student.model import load_pooled_classifier
+
+    model = load_pooled_classifier(student)
     tokenizer = AutoTokenizer.from_pretrained(str(student))
     inputs = tokenizer(texts, truncation=True, max_length=16, padding=True, return_tensors="pt")
     with torch.no_grad():

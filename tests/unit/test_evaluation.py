@@ -153,6 +153,20 @@ def test_lift_over_the_best_teacher_by_hand() -> None:
     )
 
 
+def test_quality_table_shows_the_baseline_with_its_lift() -> None:
+    y = gold_matrix(GOLD, NAMES)
+    # at 0.85 only doc 0's "a" is predicted: tp 1, fp 0, fn 3 -> micro-F1 2/5; macro (2/3 + 0) / 2.
+    # ECE, 10 bins: |.9-1| + |.6-0| + |.8-1| + 2 |.425-.5| (.45 and .4) + |.7-1| = 1.35 over 6.
+    seed_only = score_system("baseline", y, probs_matrix(PROBS, 2), 0.85, NAMES)
+    systems = {"strong": toy_system("teacher"), "seed-only": seed_only}
+    doc = add_lift(build_metrics_document(NAMES, "v1", 4, systems, {}, "t"))
+    assert doc["best_teacher"] == "strong"
+    lines = format_quality_table(doc).splitlines()
+    assert lines[2].split() == ["seed-only", "baseline", "0.400", "0.333", "0.225", "0.750",
+                                "3/4", "-0.350"]  # fmt: skip
+    assert lines[-1] == "lift: micro-F1 minus the best teacher's (strong), all at tuned thresholds"
+
+
 def test_error_paths() -> None:
     y = gold_matrix(GOLD, NAMES)
     p = probs_matrix(PROBS, 2)

@@ -3,6 +3,7 @@ self-contained; rendered by headless Chromium where it is installed (no Ray)."""
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 from html.parser import HTMLParser
@@ -198,3 +199,33 @@ def test_chromium_renders_the_report_without_errors(tmp_path: Path) -> None:
     assert len(dom.tables["lineage"]) == 3
     for problem in ("Uncaught", "Failed to load resource", "ERR_FILE_NOT_FOUND", "Not allowed"):
         assert problem not in result.stderr
+
+
+def test_report_says_in_one_sentence_whether_the_loop_beat_seed_only() -> None:
+    y = gold_matrix(GOLD, NAMES)
+    systems = {
+        "strong": score_system("teacher", y, STRONG, 0.5, NAMES, n_bins=2),  # micro-F1 6/8
+        "seed-only": score_system("baseline", y, WEAK, 0.5, NAMES, n_bins=2),  # every cut wrong
+        "student": score_system("student", y, STRONG, 0.4, NAMES, n_bins=2),  # 8/10
+    }
+    baseline = {"backbone": "all-minilm-l6-v2", "C": 1.0, "seed_rows": 44, "threshold_folds": 5}
+    lineage = {**LINEAGE, "seed_baseline": baseline}
+    doc = add_lift(build_metrics_document(NAMES, "tax1", 4, systems, lineage, "2026-01-01"))
+    html = render_report(doc)
+    sentences = re.findall(r"<p class='verdict'><strong>(.*?)</strong></p>", html)
+    assert sentences == [
+        "The loop (its student, micro-F1 0.800) beat both seed-only (0.000) and the best "
+        "teacher, strong (0.750)."
+    ]
+    page = parse(html)
+    rows = {row[0]: row for row in page.tables["summary"][1:]}
+    assert rows["seed-only"][:5] == ["seed-only", "baseline", "0.000", "0.000", "-0.750"]
+    assert doc["best_teacher"] == "strong"  # the baseline is a yardstick, not a teacher
+    facts = {row[0]: row[1] for row in page.tables["pipeline"]}
+    assert facts["seed-only baseline"] == (
+        "logistic regression per label (C=1.0, chosen on the seed) on all-minilm-l6-v2 "
+        "embeddings of 44 gold-seed rows; thresholds on 5-fold out-of-fold probabilities"
+    )
+    assert "seed-only baseline" not in {
+        row[0] for row in parse(render_report(document())).tables["pipeline"]
+    }  # no baseline in the lineage: no row

@@ -13,9 +13,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from safetensors import safe_open
 from tokenizers import Tokenizer, models, pre_tokenizers, processors, trainers
 from transformers import (
-    AutoModelForSequenceClassification,
+    AutoModel,
     AutoTokenizer,
     BertConfig,
     BertModel,
@@ -25,7 +26,16 @@ from transformers import (
 
 from labelmill.student.export import export_student, load_student_metadata
 from labelmill.student.losses import asymmetric_loss, soft_bce_loss
-from labelmill.student.model import build_student, predict_proba, tokenize_batch, train_epoch
+from labelmill.student.model import (
+    HEAD_PREFIX,
+    build_student,
+    embed_batches,
+    fit_linear_head,
+    load_pooled_classifier,
+    predict_proba,
+    tokenize_batch,
+    train_epoch,
+)
 
 LABELS = {0: "sports", 1: "finance"}
 SPORTS = ["the team won the match", "a great goal in the game", "the player scored twice"]
@@ -259,7 +269,7 @@ def test_train_epoch_reduces_loss(
 ) -> None:
     batches = _toy_batches(backbone[1])
     optimizer = torch.optim.AdamW(student.parameters(), lr=1e-2)
-    losses = [train_epoch(student, batches, optimizer, soft_bce_loss) for _ in range(8)]
+    losses = [train_epoch(student, batches, optimizer, soft_bce_loss) for _ in range(16)]
     assert all(math.isfinite(x) for x in losses)
     assert losses[-1] < 0.5 * losses[0]
     probs = predict_proba(student, backbone[1], SPORTS + FINANCE, 6, 16)
@@ -308,7 +318,7 @@ def test_export_roundtrip(
     assert "model.safetensors" in files and "labelmill.json" in files and "README.md" in files
     assert not [f for f in files if not f.endswith((".json", ".safetensors", ".md", ".txt"))]
     assert not [p for p in tmp_path.iterdir() if p.name != "student"]  # temp dir cleaned up
-    reloaded = AutoModelForSequenceClassification.from_pretrained(out)
+    reloaded = load_pooled_classifier(out)
     assert reloaded.config.problem_type == "multi_label_classification"
     assert reloaded.config.id2label == LABELS
     texts = SPORTS + FINANCE + ["unknown words only"]
@@ -321,6 +331,14 @@ def test_export_roundtrip(
         expected,
         atol=1e-5,
     )
+    # The encoder alone loads with plain transformers; the head is not named `classifier`, so
+    # AutoModelForSequenceClassification cannot silently put it on its [CLS] pooler.
+    encoder = AutoModel.from_pretrained(out)
+    assert encoder.config.hidden_size == student.config.hidden_size
+    with safe_open(str(out / "model.safetensors"), framework="pt") as handle:
+        keys = set(handle.keys())
+    assert {f"{HEAD_PREFIX}.weight", f"{HEAD_PREFIX}.bias"} <= keys
+    assert not [k for k in keys if k.startswith("classifier")]
     meta = load_student_metadata(out)
     assert meta["taxonomy"] == {"names": ["sports", "finance"], "version": "abc123"}
     assert meta["thresholds"] == [0.4, 0.6] and meta["format_version"] == 1
@@ -438,3 +456,79 @@ def test_export_to_a_uri_publishes_the_directory_with_its_version(
     assert model_version(copy) == meta["model_version"]
     assert not list(tmp_path.glob("labelmill-export-*"))
     fs.rm(path, recursive=True)
+
+
+# ---------------------------------------------------------------- pooling and the probe
+
+
+def test_pooled_features_are_the_masked_mean_normalised(
+    student: PreTrainedModel, backbone: tuple[Path, PreTrainedTokenizerFast]
+) -> None:
+    enc = tokenize_batch(backbone[1], [SPORTS[0], "goal"], max_length=16)
+    student.eval()
+    with torch.no_grad():
+        hidden = student.encoder(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"])[
+            0
+        ]
+        got = student.embed(enc["input_ids"], enc["attention_mask"])
+    # by hand for the short row: only its real tokens count, padding does not
+    length = int(enc["attention_mask"][1].sum())
+    mean = hidden[1, :length].mean(dim=0)
+    torch.testing.assert_close(got[1], mean / mean.norm(), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(got.norm(dim=1), torch.ones(2))
+
+
+def test_linear_probe_fits_separable_features() -> None:
+    torch.manual_seed(0)
+    head = torch.nn.Linear(2, 1)
+    features = torch.tensor([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0], [0.1, 0.9]])
+    targets = torch.tensor([[1.0], [1.0], [0.0], [0.0]])
+    loss = fit_linear_head(head, features, targets, torch.ones(4), l2=1e-3)
+    with torch.no_grad():
+        probs = torch.sigmoid(head(features))[:, 0]
+    assert (probs[:2] > 0.9).all() and (probs[2:] < 0.1).all()
+    assert 0.0 < loss < 0.1
+    # a zero-weight row is ignored: flipping its target changes nothing
+    flipped = targets.clone()
+    flipped[0] = 0.0
+    weights = torch.tensor([0.0, 1.0, 1.0, 1.0])
+    first = torch.nn.Linear(2, 1)
+    second = torch.nn.Linear(2, 1)
+    second.load_state_dict(first.state_dict())
+    fit_linear_head(first, features, targets, weights, l2=1e-3)
+    fit_linear_head(second, features, flipped, weights, l2=1e-3)
+    torch.testing.assert_close(first.weight, second.weight)
+
+
+def test_linear_probe_sums_over_workers() -> None:
+    """With all_reduce summing two identical shards, the fit equals the fit on one shard
+    (the weighted mean loss is the same): every worker takes the same step."""
+    features = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.5, 0.5]])
+    targets = torch.tensor([[1.0], [0.0], [0.7]])
+    alone, doubled = torch.nn.Linear(2, 1), torch.nn.Linear(2, 1)
+    doubled.load_state_dict(alone.state_dict())
+    fit_linear_head(alone, features, targets, torch.ones(3), l2=1e-2)
+    fit_linear_head(doubled, features, targets, torch.ones(3), l2=1e-2, all_reduce=lambda t: 2 * t)
+    torch.testing.assert_close(alone.weight, doubled.weight, rtol=1e-4, atol=1e-5)
+
+
+def test_linear_probe_errors(student: PreTrainedModel) -> None:
+    head = torch.nn.Linear(2, 1)
+    features, targets = torch.zeros(2, 2), torch.zeros(2, 1)
+    with pytest.raises(ValueError, match="l2 must be a number >= 0, got -1"):
+        fit_linear_head(head, features, targets, torch.ones(2), l2=-1)
+    with pytest.raises(ValueError, match=r"targets \(N, 1\), got \(2, 2\) and \(2, 3\)"):
+        fit_linear_head(head, features, torch.zeros(2, 3), torch.ones(2), l2=0.0)
+    with pytest.raises(ValueError, match="weights must have a positive sum"):
+        fit_linear_head(head, features, targets, torch.zeros(2), l2=0.0)
+    with pytest.raises(ValueError, match="at least one non-empty batch"):
+        embed_batches(student, [])
+
+
+def test_load_pooled_classifier_errors(student: PreTrainedModel, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"no model\.safetensors in"):
+        load_pooled_classifier(tmp_path)
+    plain = tmp_path / "plain"
+    student.encoder.save_pretrained(plain)
+    with pytest.raises(ValueError, match="holds no labelmill head"):
+        load_pooled_classifier(plain)

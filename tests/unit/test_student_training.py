@@ -13,6 +13,7 @@ from labelmill.layout import is_dev
 from labelmill.student.losses import asymmetric_loss, soft_bce_loss
 from labelmill.student.training import (
     EarlyStopping,
+    decisions_f1,
     dev_mask,
     gold_targets,
     loss_function,
@@ -21,6 +22,7 @@ from labelmill.student.training import (
     row_weights,
     student_thresholds,
     training_schedule,
+    untrusted_warning,
     usable_rows,
 )
 
@@ -147,22 +149,29 @@ def test_gold_targets_override_and_ignore_unknown_labels() -> None:
 
 def test_student_thresholds_use_gold_dev_rows_with_enough_positives() -> None:
     # Label a: 10 gold-seed positives at 0.3, 10 negatives at 0.1 -> tuned between them on
-    # the seed. Label b: no positives in the seed -> the expected-F1 rule on the probabilities.
+    # the seed. Label b: no positive in the seed -> the prevalence rule on the corpus sample.
     probs = np.array([[0.3, 0.9]] * 10 + [[0.1, 0.05]] * 10)
     gold = [["a"]] * 10 + [[]] * 10
-    scores = student_thresholds(probs, gold, [True] * 20, NAMES)
-    assert scores.sources == ("gold_seed", "expected_f1")
+    # corpus sample: b's targets expect 2 positives in 8 rows (mean 0.25): the 2nd largest
+    # student probability of b, 0.6, is the cut, whatever the student's calibration
+    corpus = np.array([[0.5, p] for p in (0.9, 0.6, 0.4, 0.3, 0.2, 0.1, 0.05, 0.01)])
+    targets = np.array([[0.0, t] for t in (0.5, 0.5, 0.25, 0.25, 0.5, 0.0, 0.0, 0.0)])
+    scores = student_thresholds(probs, gold, [True] * 20, NAMES, corpus, targets)
+    assert scores.sources == ("gold_seed", "prevalence")
     assert 0.1 < scores.thresholds[0] <= 0.3
-    assert scores.source == "gold_seed:1,expected_f1:1" and scores.gold_rows == 20
-    # Expected F1 of b: predicting the ten 0.9s gives 2 * 9 / (10 + 9.5) = 0.923, all twenty
-    # 2 * 9.5 / (20 + 9.5) = 0.644 -> the cut lies in (0.05, 0.9].
-    assert 0.05 < scores.thresholds[1] <= 0.9
-    assert scores.micro_f1 == pytest.approx(2 * 10 / (20 + 10))  # a perfect, b all-FP (10)
+    assert scores.thresholds[1] == 0.6
+    assert scores.source == "gold_seed:1,prevalence:1" and scores.gold_rows == 20
+    # dev seed rows: a perfect; b predicted on the ten 0.9 rows whose gold lacks b: 10 FP
+    assert scores.micro_f1 == pytest.approx(2 * 10 / (2 * 10 + 10))
 
 
 def test_student_thresholds_without_gold_rows_report_nan_f1() -> None:
-    scores = student_thresholds([[0.9, 0.1], [0.1, 0.2]], [None, None], [False, False], NAMES)
-    assert scores.sources == ("expected_f1", "expected_f1") and scores.gold_rows == 0
+    probs = [[0.9, 0.1], [0.1, 0.2]]
+    scores = student_thresholds(probs, [None, None], [False, False], NAMES, probs, probs)
+    assert scores.sources == ("prevalence", "prevalence") and scores.gold_rows == 0
+    # expected counts round(0.5 * 2) = 1 and round(0.15 * 2) = 0: a cuts at its top value,
+    # b is never predicted
+    np.testing.assert_array_equal(scores.thresholds, [0.9, 1.0])
     assert math.isnan(scores.micro_f1)
 
 
@@ -176,7 +185,39 @@ def test_student_thresholds_without_gold_rows_report_nan_f1() -> None:
 )
 def test_student_thresholds_errors(args: tuple, match: str) -> None:
     with pytest.raises(ValueError, match=match):
-        student_thresholds(*args)
+        student_thresholds(*args, [[0.1, 0.2]], [[0.0, 1.0]])
+
+
+def test_student_thresholds_need_a_matching_corpus_sample() -> None:
+    with pytest.raises(ValueError, match=r"corpus_probs \(1, 2\) and corpus_targets \(2, 2\)"):
+        student_thresholds([[0.1, 0.2]], [None], [False], NAMES, [[0.1, 0.2]], [[0, 1], [1, 0]])
+
+
+def test_decisions_f1_on_seed_rows_only() -> None:
+    labels = [["a"], ["a", "b"], ["b"], None]
+    gold = [["a"], ["a"], None, ["b"]]
+    seed = [True, True, True, False]
+    # rows 0, 1 count (row 2 has no gold, row 3 is not seed): tp 2, fp 1, fn 0 -> 4 / 5
+    assert decisions_f1(labels, gold, seed, NAMES) == pytest.approx(0.8)
+    assert math.isnan(decisions_f1(labels, gold, [False] * 4, NAMES))
+    with pytest.raises(ValueError, match="need one length"):
+        decisions_f1(labels, gold[:2], seed, NAMES)
+
+
+def test_untrusted_warning_only_below_the_aggregate() -> None:
+    assert untrusted_warning(0.5, 0.4) is None and untrusted_warning(0.4, 0.4) is None
+    assert untrusted_warning(float("nan"), 0.4) is None
+    message = untrusted_warning(0.3, 0.45)
+    assert message is not None and "0.300 vs 0.450" in message
+
+
+def test_early_stopping_baseline_is_epoch_zero() -> None:
+    tracker = EarlyStopping(patience=1)
+    tracker.record_baseline(0.5)
+    assert (tracker.best_loss, tracker.best_epoch, tracker.epochs_run) == (0.5, 0, 0)
+    assert tracker.update(0.6) is False and tracker.should_stop and tracker.best_epoch == 0
+    with pytest.raises(ValueError, match="finite number"):
+        tracker.record_baseline(float("inf"))
 
 
 def test_lr_multiplier_warms_up_then_decays_to_zero() -> None:
@@ -245,7 +286,7 @@ def test_parameter_groups_need_a_head() -> None:
 def test_training_rows_rules_hand_computed() -> None:
     from labelmill.student.training import training_rows
 
-    settings = StudentConfig(dev_fraction=0.5)  # confidence weighting, floor 0.1
+    settings = StudentConfig(dev_fraction=0.5, confidence_weighting=True)  # floor 0.1
     ids = ["a", "b", "c", "d", "e", "f"]
     rows = training_rows(
         ids,

@@ -131,3 +131,31 @@ def test_stats_of_shards_add_up_and_seed_mask_selects_rows() -> None:
 def test_value_errors(call: object, match: str) -> None:
     with pytest.raises(ValueError, match=match):
         call()  # type: ignore[operator]
+
+
+def test_prevalence_thresholds_hand_computed() -> None:
+    from labelmill.aggregation import prevalence_thresholds
+
+    probs = np.array([[0.9, 0.2], [0.7, 0.2], [0.4, 0.1], [0.1, 0.05]])
+    # label 0: 0.5 of 4 rows -> the 2nd largest (0.7); label 1: 0.5 -> 0.2, tied rows both in
+    got = prevalence_thresholds(probs, [0.5, 0.5])
+    np.testing.assert_array_equal(got, [0.7, 0.2])
+    assert (probs >= got).sum(axis=0).tolist() == [2, 2]
+    # 0.1 of 4 rounds to 0: never predicted; 1.0: every row
+    np.testing.assert_array_equal(prevalence_thresholds(probs, [0.1, 1.0]), [1.0, 0.05])
+
+
+@pytest.mark.parametrize(
+    ("probs", "rates", "match"),
+    [
+        ([[0.1, 0.2]], [0.5], r"rates must be \(2,\) values in \[0, 1\], got \[0.5\]"),
+        ([[0.1, 0.2]], [0.5, 1.5], r"rates must be \(2,\) values in \[0, 1\]"),
+        ([[np.nan, 0.2]], [0.5, 0.5], "must not contain NaN"),
+        (np.zeros((0, 2)), [0.5, 0.5], "at least one row"),
+    ],
+)
+def test_prevalence_thresholds_errors(probs: object, rates: object, match: str) -> None:
+    from labelmill.aggregation import prevalence_thresholds
+
+    with pytest.raises(ValueError, match=match):
+        prevalence_thresholds(probs, rates)
