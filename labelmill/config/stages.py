@@ -203,7 +203,6 @@ class StudentConfig(StrictModel):
         "student's runtime (labelmill/student/fast_path.py); false: plain torch float32.",
     )
 
-
     @model_validator(mode="after")
     def _something_trains(self) -> StudentConfig:
         if self.epochs == 0 and not self.linear_probe:
