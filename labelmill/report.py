@@ -171,7 +171,8 @@ def _best_teacher_sentence(document: Mapping[str, Any]) -> str:
         f"Lift is each system's F1 minus the best teacher's (<code>{html.escape(best)}</code>, "
         "by micro-F1): positive means the loop did better than its best input. Every system is "
         "scored at per-label thresholds chosen by the same rule on the gold seed (or, for labels "
-        "with too few seed positives, by expected F1)."
+        "with too few seed positives, by expected F1; the student, whose probabilities need "
+        "not be calibrated, by the prevalence its training targets expect)."
     )
 
 
@@ -181,6 +182,19 @@ def _verdict(document: Mapping[str, Any]) -> str:
     if sentence is None:
         return ""
     return f"<p class='verdict'><strong>{html.escape(sentence)}</strong></p>\n"
+
+
+def _student_warning(document: Mapping[str, Any]) -> str:
+    """The distill job's warning, when its student was below its aggregate on dev gold."""
+    record = (document["lineage"].get("student") or {}).get("lineage") or {}
+    if record.get("trustworthy", True):
+        return ""
+    student, aggregate = record.get("dev_micro_f1"), record.get("aggregate_dev_micro_f1")
+    return (
+        "<p class='warning'><strong>Warning:</strong> at distill time the student was below "
+        f"its own aggregate on the dev split's gold rows (micro-F1 {format_number(student)} vs "
+        f"{format_number(aggregate)}): check the figures below before deploying it.</p>\n"
+    )
 
 
 def render_report(
@@ -213,7 +227,7 @@ def render_report(
 created {html.escape(str(document["created_at"]))}. A system's <em>scored</em> count excludes
 documents it abstained on or failed.</p>
 <h2>Summary</h2>
-{_verdict(document)}<p>{_best_teacher_sentence(document)}</p>
+{_verdict(document)}{_student_warning(document)}<p>{_best_teacher_sentence(document)}</p>
 {_summary_table(document)}
 <h2>Per-label F1</h2>
 <img src="data:image/png;base64,{f1_png}" alt="per-label F1">

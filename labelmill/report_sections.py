@@ -89,7 +89,8 @@ def pipeline_table(document: Mapping[str, Any]) -> str:
         ("student version", student.get("model_version")),
         ("student backbone", _get(student, "lineage", "backbone")),
         ("student train / dev rows", _rows(student)),
-        ("student epochs run (best)", _epochs(student)),
+        ("student epochs run (best; 0: the linear probe)", _epochs(student)),
+        ("student / aggregate micro-F1 on dev gold", _dev_gold(student)),
         ("seed-only baseline", _baseline(lineage.get("seed_baseline"))),
         ("gold", settings.get("gold_source")),
         ("gold seed fraction", settings.get("gold_seed_fraction")),
@@ -117,6 +118,14 @@ def _baseline(baseline: Any) -> str | None:
 def _rows(student: Mapping[str, Any]) -> str | None:
     train, dev = _get(student, "lineage", "training_rows"), _get(student, "lineage", "dev_rows")
     return None if train is None else f"{train} / {dev}"
+
+
+def _dev_gold(student: Mapping[str, Any]) -> str | None:
+    mine = _get(student, "lineage", "dev_micro_f1")
+    theirs = _get(student, "lineage", "aggregate_dev_micro_f1")
+    if mine is None or theirs is None:
+        return None
+    return f"{mine:.3f} / {theirs:.3f}"
 
 
 def _epochs(student: Mapping[str, Any]) -> str | None:

@@ -145,7 +145,7 @@ def test_report_sections_lift_lineage_and_timings() -> None:
     facts = {row[0]: row[1] for row in page.tables["pipeline"]}
     assert facts["aggregate method"] == "dawid_skene"
     assert facts["student train / dev rows"] == "179 / 21"
-    assert facts["student epochs run (best)"] == "4 (2)"
+    assert facts["student epochs run (best; 0: the linear probe)"] == "4 (2)"
     assert page.tables["timings"][1:] == [
         ["label", "275.0"],
         ["distill", "201.5"],
@@ -229,3 +229,22 @@ def test_report_says_in_one_sentence_whether_the_loop_beat_seed_only() -> None:
     assert "seed-only baseline" not in {
         row[0] for row in parse(render_report(document())).tables["pipeline"]
     }  # no baseline in the lineage: no row
+
+
+def test_report_warns_when_the_student_was_below_its_aggregate_on_dev_gold() -> None:
+    def page_with(record: dict) -> str:
+        student = {**LINEAGE["student"], "lineage": {**LINEAGE["student"]["lineage"], **record}}
+        return render_report({**document(), "lineage": {**LINEAGE, "student": student}})
+
+    below = {"trustworthy": False, "dev_micro_f1": 0.31, "aggregate_dev_micro_f1": 0.42}
+    html = page_with(below)
+    assert re.findall(r"<p class='warning'>.*?</p>", html) == [
+        "<p class='warning'><strong>Warning:</strong> at distill time the student was below "
+        "its own aggregate on the dev split's gold rows (micro-F1 0.310 vs 0.420): check the "
+        "figures below before deploying it.</p>"
+    ]
+    facts = {row[0]: row[1] for row in parse(html).tables["pipeline"]}
+    assert facts["student / aggregate micro-F1 on dev gold"] == "0.310 / 0.420"
+    above = {"trustworthy": True, "dev_micro_f1": 0.5, "aggregate_dev_micro_f1": 0.42}
+    assert "class='warning'" not in page_with(above)
+    assert "class='warning'" not in render_report(document())  # older exports: no record
