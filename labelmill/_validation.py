@@ -86,3 +86,14 @@ def nan_rows(arr: np.ndarray) -> np.ndarray:
     Shape: arr (N, K) -> (N,) bool.
     """
     return np.isnan(arr).any(axis=1)
+
+
+def check_finite(x: Any, name: str, shape: str) -> np.ndarray:
+    """A finite float array of ``len(shape.split(","))`` dimensions, else ValueError naming
+    ``name`` and the expected ``shape`` (e.g. ``"N, H"``)."""
+    arr = as_float_array(x, name)
+    if arr.ndim != len(shape.split(",")):
+        raise ValueError(f"{name} must have shape ({shape}), got shape {arr.shape}")
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"{name} must be finite, got {float(arr[~np.isfinite(arr)][0])!r}")
+    return arr

@@ -41,7 +41,7 @@ from sklearn.model_selection import KFold
 from sklearn.utils.validation import check_is_fitted
 from threadpoolctl import threadpool_limits
 
-from labelmill._validation import as_float_array, check_binary
+from labelmill._validation import check_binary, check_finite
 from labelmill.aggregation import ThresholdChoice, choose_thresholds, threshold_stats
 from labelmill.errors import InputError
 
@@ -57,12 +57,7 @@ NO_SEED_POSITIVE = "no_seed_positive"
 
 def _check_embeddings(embeddings: Any, name: str = "embeddings") -> np.ndarray:
     """(N, H) finite floats, else ValueError naming the argument."""
-    x = as_float_array(embeddings, name)
-    if x.ndim != 2:
-        raise ValueError(f"{name} must have shape (N, H), got shape {x.shape}")
-    if not np.all(np.isfinite(x)):
-        raise ValueError(f"{name} must be finite, got {float(x[~np.isfinite(x)][0])!r}")
-    return x
+    return check_finite(embeddings, name, "N, H")
 
 
 def _check_pair(embeddings: Any, gold: Any) -> tuple[np.ndarray, np.ndarray]:

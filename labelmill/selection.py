@@ -32,7 +32,13 @@ import numpy as np
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import KFold
 
-from labelmill._validation import as_float_array, check_binary, check_probs, check_votes
+from labelmill._validation import (
+    as_float_array,
+    check_binary,
+    check_finite,
+    check_probs,
+    check_votes,
+)
 
 __all__ = [
     "disagreement_scores",
@@ -67,12 +73,7 @@ def _check_int(value: object, name: str, minimum: int) -> int:
 
 def _check_scores(x: np.ndarray, name: str) -> np.ndarray:
     """A finite score vector: (N,) -> float (N,)."""
-    arr = as_float_array(x, name)
-    if arr.ndim != 1:
-        raise ValueError(f"{name} must have shape (N,), got shape {arr.shape}")
-    if not np.all(np.isfinite(arr)):
-        raise ValueError(f"{name} must be finite, got {float(arr[~np.isfinite(arr)][0])!r}")
-    return arr
+    return check_finite(x, name, "N")
 
 
 def uncertainty_scores(probs: np.ndarray) -> np.ndarray:
