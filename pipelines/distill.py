@@ -34,7 +34,7 @@ from labelmill.jsonio import read_json
 from labelmill.layout import aggregate_file_uri, aggregate_labels_uri, student_dir
 from labelmill.models import resolve_model
 from labelmill.pipelines.runtime import ray_session
-from labelmill.student.training import untrusted_warning
+from labelmill.student.training import trust_note, untrusted_warning
 from labelmill.taxonomy import Taxonomy
 
 TRAIN_COLUMNS = ["text", "targets", "weight"]
@@ -63,6 +63,7 @@ class DistillJobSummary:
     dev_micro_f1: float
     dev_macro_f1: float
     aggregate_dev_micro_f1: float
+    dev_gold_rows: int
     threshold_source: str
     train_seconds: float
     rows_trained: float
@@ -89,14 +90,14 @@ class DistillJobSummary:
                 ),
                 f"  training: {self.train_seconds:.1f} s, {self.docs_per_s:.1f} docs/s; "
                 f"job {self.seconds:.1f} s",
-                *([self.warning] if self.warning else []),
+                trust_note(self.dev_micro_f1, self.aggregate_dev_micro_f1, self.dev_gold_rows),
             ]
         )
 
     @property
     def warning(self) -> str | None:
         """A warning line when the student is below its own aggregate on the dev gold rows."""
-        return untrusted_warning(self.dev_micro_f1, self.aggregate_dev_micro_f1)
+        return untrusted_warning(self.dev_micro_f1, self.aggregate_dev_micro_f1, self.dev_gold_rows)
 
 
 def _column(batch: pa.Table, name: str) -> list[Any]:
@@ -268,7 +269,7 @@ def _lineage(
         "threshold_source": scores.source,
         "dev_micro_f1": None if np.isnan(scores.micro_f1) else scores.micro_f1,
         "aggregate_dev_micro_f1": None if np.isnan(aggregate_f1) else aggregate_f1,
-        "trustworthy": untrusted_warning(scores.micro_f1, aggregate_f1) is None,
+        "trustworthy": untrusted_warning(scores.micro_f1, aggregate_f1, scores.gold_rows) is None,
         "threshold_gold_rows": scores.gold_rows,
         "threshold_sources": list(scores.sources),
         "backbone": config.student.backbone,
@@ -382,6 +383,7 @@ def run_distill_job(config: LabelmillConfig) -> DistillJobSummary:
         dev_micro_f1=scores.micro_f1,
         dev_macro_f1=scores.macro_f1,
         aggregate_dev_micro_f1=aggregate_f1,
+        dev_gold_rows=scores.gold_rows,
         threshold_source=scores.source,
         train_seconds=fit.train_seconds,
         rows_trained=fit.rows_trained,

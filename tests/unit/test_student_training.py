@@ -12,6 +12,7 @@ from labelmill.config import StudentConfig
 from labelmill.layout import is_dev
 from labelmill.student.losses import asymmetric_loss, soft_bce_loss
 from labelmill.student.training import (
+    MIN_TRUST_ROWS,
     EarlyStopping,
     decisions_f1,
     dev_mask,
@@ -22,6 +23,7 @@ from labelmill.student.training import (
     row_weights,
     student_thresholds,
     training_schedule,
+    trust_note,
     untrusted_warning,
     usable_rows,
 )
@@ -204,11 +206,18 @@ def test_decisions_f1_on_seed_rows_only() -> None:
         decisions_f1(labels, gold[:2], seed, NAMES)
 
 
-def test_untrusted_warning_only_below_the_aggregate() -> None:
-    assert untrusted_warning(0.5, 0.4) is None and untrusted_warning(0.4, 0.4) is None
-    assert untrusted_warning(float("nan"), 0.4) is None
-    message = untrusted_warning(0.3, 0.45)
-    assert message is not None and "0.300 vs 0.450" in message
+def test_untrusted_warning_only_below_the_aggregate_on_enough_rows() -> None:
+    assert untrusted_warning(0.5, 0.4, 30) is None and untrusted_warning(0.4, 0.4, 30) is None
+    assert untrusted_warning(float("nan"), 0.4, 30) is None
+    message = untrusted_warning(0.3, 0.45, 30)
+    assert message is not None and "the 30 dev gold rows (micro-F1 0.300 vs 0.450)" in message
+    # below MIN_TRUST_ROWS one document moves F1 too much to judge: no warning
+    assert untrusted_warning(0.3, 0.45, MIN_TRUST_ROWS - 1) is None
+    assert trust_note(0.3, 0.45, 4).startswith("  trust check: 4 dev gold row(s), 20 needed")
+    assert trust_note(0.5, 0.45, 20) == (
+        "  trust check: student 0.500 >= aggregate 0.450 micro-F1 on 20 dev gold rows"
+    )
+    assert trust_note(0.3, 0.45, 20) == untrusted_warning(0.3, 0.45, 20)
 
 
 def test_early_stopping_baseline_is_epoch_zero() -> None:
