@@ -238,9 +238,11 @@ def tune_thresholds(
 def prevalence_thresholds(probs: Any, rates: Any) -> np.ndarray:
     """Per-label cut with ``rates[k]`` of the documents at or above it (source ``prevalence``).
 
-    probs: (N, K), rates: (K,) in [0, 1] -> (K,). The cut is the ``round(rate * N)``-th largest
-    probability (ties included); 1.0 where that count is 0 (the label is never predicted
-    unless a probability is exactly 1).
+    probs: (N, K), rates: (K,) in [0, 1] -> (K,). With n = ``round(rate * N)``, the cut lies
+    midway between the n-th and (n+1)-th largest probability (ties at the n-th stay above it):
+    a cut equal to a document's own probability would flip that document on any rounding
+    difference between runtimes (torch vs ONNX), and these documents are scored again later.
+    n = N: the smallest probability; n = 0: 1.0 (never predicted unless a probability is 1).
     """
     p = check_probs(probs)
     if np.isnan(p).any():
@@ -248,10 +250,13 @@ def prevalence_thresholds(probs: Any, rates: Any) -> np.ndarray:
     r = as_float_array(rates, "rates")
     if r.shape != (p.shape[1],) or np.any(np.isnan(r)) or np.any((r < 0.0) | (r > 1.0)):
         raise ValueError(f"rates must be ({p.shape[1]},) values in [0, 1], got {r.tolist()!r}")
-    if p.shape[0] == 0:
+    n_rows = p.shape[0]
+    if n_rows == 0:
         raise ValueError("probs must hold at least one row")
-    counts = np.rint(r * p.shape[0]).astype(np.int64)
+    counts = np.rint(r * n_rows).astype(np.int64)
     ordered = -np.sort(-p, axis=0)  # descending per label
-    index = np.clip(counts - 1, 0, p.shape[0] - 1)
-    cut = ordered[index, np.arange(p.shape[1])]
+    labels = np.arange(p.shape[1])
+    last_in = ordered[np.clip(counts - 1, 0, n_rows - 1), labels]
+    first_out = ordered[np.clip(counts, 0, n_rows - 1), labels]
+    cut = np.where(counts < n_rows, (last_in + first_out) / 2.0, last_in)
     return np.where(counts > 0, cut, 1.0)

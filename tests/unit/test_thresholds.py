@@ -137,12 +137,14 @@ def test_prevalence_thresholds_hand_computed() -> None:
     from labelmill.aggregation import prevalence_thresholds
 
     probs = np.array([[0.9, 0.2], [0.7, 0.2], [0.4, 0.1], [0.1, 0.05]])
-    # label 0: 0.5 of 4 rows -> the 2nd largest (0.7); label 1: 0.5 -> 0.2, tied rows both in
+    # 0.5 of 4 rows: midway between the 2nd and 3rd largest: (0.7 + 0.4) / 2, (0.2 + 0.1) / 2
     got = prevalence_thresholds(probs, [0.5, 0.5])
-    np.testing.assert_array_equal(got, [0.7, 0.2])
+    np.testing.assert_allclose(got, [0.55, 0.15])
     assert (probs >= got).sum(axis=0).tolist() == [2, 2]
-    # 0.1 of 4 rounds to 0: never predicted; 1.0: every row
+    # 0.1 of 4 rounds to 0: never predicted; 1.0: every row (the smallest probability)
     np.testing.assert_array_equal(prevalence_thresholds(probs, [0.1, 1.0]), [1.0, 0.05])
+    # ties at the n-th largest stay in: 0.25 of 4 -> n = 1, the two 0.2 rows are both in
+    np.testing.assert_allclose(prevalence_thresholds(probs, [0.5, 0.25])[1], 0.2)
 
 
 @pytest.mark.parametrize(
