@@ -94,5 +94,8 @@ def test_aggregate_and_student_keep_the_good_teachers_signal(ray_local, loop_con
     )
     # every system was cut at per-label thresholds chosen by the one rule
     sources = metrics["lineage"]["evaluate"]["threshold_sources"]
-    assert set(sources) == {"good", "noise", "aggregate"}
+    assert set(sources) == {"good", "noise", "aggregate", "seed-only"}
     assert {s for values in sources.values() for s in values} <= {"gold_seed", "expected_f1"}
+    # the student was cut by its export's rule: seed F1 on dev, else prevalence
+    student_sources = metrics["lineage"]["student"]["lineage"]["threshold_sources"]
+    assert set(student_sources) <= {"gold_seed", "prevalence"}
