@@ -292,6 +292,31 @@ def _fast_path_rows(dev_rows: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+def _check_split_sizes(config: LabelmillConfig, rows_train: int, rows_dev: int) -> None:
+    """DistillJobError when there are too few training rows for the workers or no dev row."""
+    student = config.student
+    if rows_train < student.num_workers:
+        raise DistillJobError(
+            f"{rows_train} usable training rows in {aggregate_labels_uri(config)!r} for "
+            f"{student.num_workers} worker(s): rows need text and probabilities and no error"
+        )
+    if rows_dev == 0:
+        raise DistillJobError(
+            f"the dev split is empty ({rows_train} training rows, student.dev_fraction="
+            f"{student.dev_fraction}): raise dev_fraction or add documents"
+        )
+
+
+def _train_sample(train_ds: Any, rows_train: int, rows_dev: int, seed: int) -> list[dict]:
+    """The train rows that join the dev rows for the prevalence thresholds (all of them up to
+    THRESHOLD_SAMPLE_ROWS in all, else a seeded random sample)."""
+    fraction = max(0, THRESHOLD_SAMPLE_ROWS - rows_dev) / rows_train
+    if fraction <= 0:
+        return []
+    sample = train_ds if fraction >= 1.0 else train_ds.random_sample(fraction, seed=seed)
+    return sample.take_all()
+
+
 def run_distill_job(config: LabelmillConfig) -> DistillJobSummary:
     """Train the student on the aggregate labels with Ray Train and export it (see module doc)."""
     from transformers import AutoTokenizer
@@ -311,16 +336,7 @@ def run_distill_job(config: LabelmillConfig) -> DistillJobSummary:
         with _ordered_blocks():
             train_ds, dev_ds, meta = _prepare_datasets(config, taxonomy)
         rows_train, rows_dev = train_ds.count(), dev_ds.count()
-        if rows_train < student.num_workers:
-            raise DistillJobError(
-                f"{rows_train} usable training rows in {aggregate_labels_uri(config)!r} for "
-                f"{student.num_workers} worker(s): rows need text and probabilities and no error"
-            )
-        if rows_dev == 0:
-            raise DistillJobError(
-                f"the dev split is empty ({rows_train} training rows, student.dev_fraction="
-                f"{student.dev_fraction}): raise dev_fraction or add documents"
-            )
+        _check_split_sizes(config, rows_train, rows_dev)
         storage = storage_for(config.output_uri)
         try:
             fit = fit_student(
@@ -334,19 +350,14 @@ def run_distill_job(config: LabelmillConfig) -> DistillJobSummary:
         except (ray.train.TrainingFailedError, ray.exceptions.RayError, RuntimeError) as exc:
             raise DistillJobError(f"training the student with Ray Train failed: {exc}") from exc
         dev_rows = dev_ds.take_all()
-        fraction = max(0, THRESHOLD_SAMPLE_ROWS - rows_dev) / rows_train
-        sample = (
-            train_ds if fraction >= 1.0 else train_ds.random_sample(fraction, seed=student.seed)
-        )
-        train_sample = sample.take_all() if fraction > 0 else []
+        train_sample = _train_sample(train_ds, rows_train, rows_dev, student.seed)
     tokenizer = AutoTokenizer.from_pretrained(backbone, local_files_only=True)
     scores = score_dev(fit.model, tokenizer, dev_rows, train_sample, config)
-    names = list(taxonomy.names)
     aggregate_f1 = decisions_f1(
         [r["aggregate_labels"] for r in dev_rows],
         [r["gold"] for r in dev_rows],
         [r["gold_seed"] for r in dev_rows],
-        names,
+        list(taxonomy.names),
     )
     metrics = {
         "best_dev_loss": fit.best_dev_loss,

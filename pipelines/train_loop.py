@@ -156,16 +156,12 @@ def train_student_worker(loop_config: dict[str, Any]) -> dict[str, float]:
     lowers the dev loss below the probe's."""
     import ray.train
     import ray.train.torch
-    import torch
     from transformers import AutoTokenizer
 
-    from labelmill.student.model import build_student, train_epoch
+    from labelmill.student.model import build_student
     from labelmill.student.training import (
         EarlyStopping,
         loss_function,
-        lr_multiplier,
-        parameter_groups,
-        training_schedule,
     )
 
     settings = StudentConfig.model_validate(loop_config["student"])
@@ -190,7 +186,7 @@ def train_student_worker(loop_config: dict[str, Any]) -> dict[str, float]:
         return total / weight
 
     tracker = EarlyStopping(settings.patience)
-    train_seconds, rows_trained = 0.0, 0.0
+    train_seconds = 0.0
     if settings.linear_probe:
         started = time.perf_counter()
         probe_loss = _probe(module, train_shard, tokenizer, settings, names)
@@ -198,28 +194,56 @@ def train_student_worker(loop_config: dict[str, Any]) -> dict[str, float]:
         loss = dev_loss()
         tracker.record_baseline(loss)
         metrics = {"epoch": 0, "train_loss": probe_loss, DEV_LOSS_KEY: loss, "best_dev_loss": loss}
-        _report_epoch(
-            module,
-            {**metrics, "best_epoch": 0, "train_seconds": train_seconds, "rows_trained": 0.0},
-            True,
-            rank,
-        )
+        extra = {"best_epoch": 0, "train_seconds": train_seconds, "rows_trained": 0.0}
+        _report_epoch(module, {**metrics, **extra}, True, rank)
+    context = {"tokenizer": tokenizer, "shard": train_shard, "rank": rank, "dev_loss": dev_loss}
+    return _fine_tune(model, module, settings, names, loop_config, tracker, context, train_seconds)
+
+
+def _fine_tune(
+    model: Any,
+    module: Any,
+    settings: StudentConfig,
+    names: list[str],
+    loop_config: dict[str, Any],
+    tracker: Any,
+    context: dict[str, Any],
+    train_seconds: float,
+) -> dict[str, float]:
+    """The fine-tuning epochs after the probe (early stopping on the dev loss); -> the
+    worker's summary."""
+    import torch
+
+    from labelmill.student.model import train_epoch
+    from labelmill.student.training import (
+        loss_function,
+        lr_multiplier,
+        parameter_groups,
+        training_schedule,
+    )
+
     optimizer = torch.optim.AdamW(parameter_groups(model, settings))
     epochs, total_steps, warmup = training_schedule(int(loop_config["rows_train"]), settings)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: lr_multiplier(step, total_steps, warmup)
     )
+    loss_fn, rows_trained = loss_function(settings), 0.0
     for epoch in range(1, epochs + 1):
         counter = [0]
         started = time.perf_counter()
         batches = _batches(
-            train_shard, tokenizer, settings, len(names), counter, settings.seed + epoch
+            context["shard"],
+            context["tokenizer"],
+            settings,
+            len(names),
+            counter,
+            settings.seed + epoch,
         )
         local_train_loss = train_epoch(model, batches, optimizer, loss_fn, scheduler)
         train_seconds += time.perf_counter() - started
         loss_sum, epoch_rows = _all_reduce_sum([local_train_loss * counter[0], float(counter[0])])
         rows_trained += epoch_rows
-        loss = dev_loss()
+        loss = context["dev_loss"]()
         improved = tracker.update(loss)
         metrics = {
             "epoch": epoch,
@@ -230,7 +254,7 @@ def train_student_worker(loop_config: dict[str, Any]) -> dict[str, float]:
             "train_seconds": train_seconds,
             "rows_trained": rows_trained,
         }
-        _report_epoch(module, metrics, improved, rank)
+        _report_epoch(module, metrics, improved, context["rank"])
         if tracker.should_stop:
             break
     return {
